@@ -1,0 +1,41 @@
+"""HardwareClass: a cluster-scoped pool of nodes a model can be served on (like a StorageClass)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .common import Image, Resources, Toleration
+from .recipes import GPU_ONLY_RECIPES, RECIPES, Recipe
+from .tensors import ApiModel
+
+InstanceKind = Literal["KIND_GPU", "KIND_CPU"]
+
+
+class HardwareClassSpec(ApiModel):
+    """Where and how Triton runs for models of this class."""
+
+    instance_kind: InstanceKind = Field(alias="instanceKind", description="Triton instance group kind on these nodes.")
+    node_selector: dict[str, str] = Field(alias="nodeSelector", default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=32)
+    resources: Resources = Field(default_factory=Resources, description="Requests and limits of each Triton container, e.g. nvidia.com/gpu: 1.")
+    allowed_recipes: list[Recipe] | None = Field(
+        alias="allowedRecipes",
+        default=None,
+        description="Recipes that make sense here; by default every recipe for a GPU class and every CPU recipe for a CPU class.",
+    )
+    triton_image: Image | None = Field(alias="tritonImage", default=None)
+    optimizer_image: Image | None = Field(alias="optimizerImage", default=None)
+
+    def allows(self, recipe: str) -> bool:
+        if self.allowed_recipes is not None:
+            return recipe in self.allowed_recipes or recipe == "none"
+        return self.instance_kind == "KIND_GPU" or recipe not in GPU_ONLY_RECIPES
+
+    def effective_recipes(self) -> list[str]:
+        return [r for r in RECIPES if self.allows(r)]
+
+
+class HardwareClass(ApiModel):
+    spec: HardwareClassSpec

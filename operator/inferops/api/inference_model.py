@@ -1,0 +1,118 @@
+"""InferenceModel: a trained model, how to optimize it, and how to serve it on Triton."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from .common import Condition, Dns1123Subdomain, Image
+from .recipes import RECIPES, parse_recipe_chain
+from .report import OptimizationReport
+from .tensors import ApiModel, BatchingConfig, TensorSpec
+
+MODEL_URI_PATTERN = r"^(s3|gs|https|pvc|file)://[^\s\"']+$"
+ModelFormat = Literal["onnx", "torchscript", "pytorch", "safetensors", "tensorrt-plan", "sklearn"]
+Phase = Literal["Pending", "Optimizing", "Deploying", "Ready", "Failed"]
+RECIPE_CHAIN_PATTERN = r"^[a-z0-9-]+(,[a-z0-9-]+)*$"
+
+
+class ModelSource(ApiModel):
+    uri: str = Field(max_length=2048, pattern=MODEL_URI_PATTERN, description="s3://, gs://, https://, pvc://claim/path or file://")
+    format: ModelFormat = Field(default="onnx")
+    inputs: list[TensorSpec] | None = Field(default=None, max_length=32, description="Only where it cannot be read from the model.")
+    outputs: list[TensorSpec] | None = Field(default=None, max_length=32)
+    credentials_secret: Dns1123Subdomain | None = Field(
+        alias="credentialsSecret",
+        default=None,
+        description="Secret with the storage credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL...); mounted as environment, never copied.",
+    )
+
+
+class OptimizationSpec(ApiModel):
+    recipe: str = Field(
+        default="none",
+        max_length=256,
+        pattern=RECIPE_CHAIN_PATTERN,
+        description=f"A recipe or a comma-separated chain applied in order: {', '.join(RECIPES)}.",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.split(',').all(r, r in " + "[" + ", ".join(f"'{r}'" for r in RECIPES) + "])",
+                    "message": f"unknown recipe; known recipes: {', '.join(RECIPES)}",
+                }
+            ]
+        },
+    )
+    parameters: dict[str, str] = Field(default_factory=dict, description="Recipe parameters, e.g. sparsity: '0.5', studentWidth: '0.25'.")
+    eval_data: str | None = Field(alias="evalData", default=None, max_length=2048, pattern=MODEL_URI_PATTERN)
+    accuracy_budget: float = Field(alias="accuracyBudget", default=0.01, ge=0, le=1, description="Largest allowed drop of the metric (0.01 = one point).")
+    image: Image | None = Field(default=None, description="Optimizer image override.")
+
+    @field_validator("recipe")
+    @classmethod
+    def _known_recipes(cls, value: str) -> str:
+        parse_recipe_chain(value)
+        return value
+
+    @property
+    def steps(self) -> list[str]:
+        return [s for s in parse_recipe_chain(self.recipe) if s != "none"]
+
+
+class DynamicBatchingSpec(ApiModel):
+    mode: Literal["auto", "explicit", "disabled"] = Field(default="auto", description="auto: tuned by profiling on a real Triton server.")
+    max_batch_size: int | None = Field(alias="maxBatchSize", default=None, ge=1, le=4096)
+    preferred_batch_sizes: list[int] | None = Field(alias="preferredBatchSizes", default=None, max_length=16)
+    max_queue_delay_microseconds: int | None = Field(alias="maxQueueDelayMicroseconds", default=None, ge=0, le=10_000_000)
+
+    @model_validator(mode="after")
+    def _explicit_needs_sizes(self) -> "DynamicBatchingSpec":
+        if self.mode == "explicit" and self.max_batch_size is None:
+            raise ValueError("dynamicBatching.mode explicit needs maxBatchSize")
+        return self
+
+
+class AutoscalingSpec(ApiModel):
+    min_replicas: int = Field(alias="minReplicas", default=1, ge=0, le=1000)
+    max_replicas: int = Field(alias="maxReplicas", ge=1, le=1000)
+    target_queue_microseconds: int = Field(alias="targetQueueMicroseconds", default=50_000, ge=1)
+
+
+class ServingSpec(ApiModel):
+    replicas: int = Field(default=1, ge=0, le=1000)
+    autoscaling: AutoscalingSpec | None = None
+    latency_objective_ms: float = Field(alias="latencyObjectiveMs", default=100.0, gt=0, le=600_000, description="p99 latency objective.")
+    dynamic_batching: DynamicBatchingSpec = Field(alias="dynamicBatching", default_factory=DynamicBatchingSpec)
+    instance_count: int = Field(alias="instanceCount", default=1, ge=1, le=64)
+    triton_image: Image | None = Field(alias="tritonImage", default=None)
+    response_cache: bool = Field(alias="responseCache", default=False)
+
+
+class HardwareRef(ApiModel):
+    class_name: Dns1123Subdomain = Field(alias="class", description="Name of a HardwareClass.")
+
+
+class InferenceModelSpec(ApiModel):
+    model: ModelSource
+    optimization: OptimizationSpec = Field(default_factory=OptimizationSpec)
+    hardware: HardwareRef
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+
+
+class InferenceModelStatus(ApiModel):
+    phase: Phase | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = Field(alias="observedGeneration", default=None)
+    job_name: str | None = Field(alias="jobName", default=None)
+    artifact_uri: str | None = Field(alias="artifactUri", default=None)
+    report: OptimizationReport | None = None
+    batching: BatchingConfig | None = None
+    endpoint: str | None = None
+    replicas: int | None = None
+    ready_replicas: int | None = Field(alias="readyReplicas", default=None)
+    selector: str | None = Field(default=None, description="Label selector of the Triton pods (scale subresource).")
+
+
+class InferenceModel(ApiModel):
+    spec: InferenceModelSpec

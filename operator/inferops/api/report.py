@@ -1,0 +1,49 @@
+"""The optimization report: written by the optimization Job beside the artifact, copied into status."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .tensors import ApiModel, BatchingConfig, Signature
+
+
+class BeforeAfter(ApiModel):
+    before: float | None = None
+    after: float | None = None
+
+
+class AccuracyReport(ApiModel):
+    metric: str = Field(description="accuracy, cosine, ...")
+    before: float | None = None
+    after: float | None = None
+    drop: float | None = None
+    budget: float | None = None
+    passed: bool = True
+
+
+class TuningReport(ApiModel):
+    """What `dynamicBatching: auto` measured and chose."""
+
+    chosen: BatchingConfig
+    throughput_per_s: float = Field(alias="throughputPerSecond")
+    p99_ms: float = Field(alias="p99Ms")
+    latency_objective_ms: float = Field(alias="latencyObjectiveMs")
+    measurements: int
+    grid_size: int = Field(alias="gridSize")
+
+
+class OptimizationReport(ApiModel):
+    artifact_uri: str = Field(alias="artifactUri")
+    model_name: str = Field(alias="modelName")
+    backend: str = Field(description="Triton backend or platform of the artifact: onnxruntime, tensorrt, pytorch, python")
+    steps: list[str] = Field(default_factory=list)
+    size_bytes: BeforeAfter = Field(alias="sizeBytes", default_factory=BeforeAfter)
+    latency_ms_batch1: BeforeAfter = Field(alias="latencyMsBatch1", default_factory=BeforeAfter)
+    latency_ms_batch32: BeforeAfter = Field(alias="latencyMsBatch32", default_factory=BeforeAfter)
+    accuracy: AccuracyReport | None = None
+    signature: Signature = Field(default_factory=Signature)
+    checksums: dict[str, str] = Field(default_factory=dict, description="sha256 of each file written")
+    tools: dict[str, str] = Field(default_factory=dict, description="versions of the tools used")
+    notes: list[str] = Field(default_factory=list)
+    tuning: TuningReport | None = None
+    passed: bool = True

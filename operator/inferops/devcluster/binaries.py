@@ -1,0 +1,139 @@
+"""Build the upstream control-plane binaries from the pinned Go modules in gomod/.
+
+The binaries land in a cache outside the repository, keyed by the contents of every
+go.mod/go.sum and the Go version, so a cached set is never rebuilt and a changed pin
+builds a fresh one beside it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+GOMOD_DIR = Path(__file__).parent / "gomod"
+KUBERNETES_VERSION = "v1.36.3"
+
+
+@dataclass(frozen=True)
+class GoModule:
+    directory: str
+    binaries: dict[str, str]  # output name -> Go package path
+    ldflags: str = "-s -w"
+
+
+def _kube_version_ldflags(version: str) -> str:
+    major, minor = version.lstrip("v").split(".")[:2]
+    flags = ["-s", "-w"]
+    for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {pkg}.gitVersion={version}",
+            f"-X {pkg}.gitMajor={major}",
+            f"-X {pkg}.gitMinor={minor}",
+            f"-X {pkg}.gitTreeState=clean",
+        ]
+    return " ".join(flags)
+
+
+MODULES = (
+    GoModule(
+        "kubernetes",
+        {
+            "etcd": "go.etcd.io/etcd/server/v3",
+            "kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver",
+            "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
+            "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
+            "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+        },
+        _kube_version_ldflags(KUBERNETES_VERSION),
+    ),
+    GoModule("kwok", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"}),
+    GoModule("helm", {"helm": "helm.sh/helm/v3/cmd/helm"}),
+)
+
+ALL_BINARIES = tuple(name for m in MODULES for name in m.binaries)
+
+
+def _go() -> str:
+    go = shutil.which("go")
+    if not go:
+        raise RuntimeError("the Go toolchain is needed to build the local control plane: `go` is not on PATH")
+    return go
+
+
+def cache_key() -> str:
+    h = hashlib.sha256()
+    for module in MODULES:
+        for name in ("go.mod", "go.sum"):
+            h.update((GOMOD_DIR / module.directory / name).read_bytes())
+        h.update(module.ldflags.encode())
+    h.update(subprocess.run([_go(), "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.encode())
+    return h.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    base = os.environ.get("INFEROPS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "inferops"
+    )
+    return Path(base)
+
+
+def bin_dir() -> Path:
+    return cache_root() / "bin" / cache_key()
+
+
+def _log(msg: str) -> None:
+    print(f"[inferops build] {msg}", file=sys.stderr, flush=True)
+
+
+def _build_module(module: GoModule, target: Path) -> None:
+    env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=readonly")
+    staging = target / f".staging-{module.directory}"
+    staging.mkdir(parents=True, exist_ok=True)
+    cmd = [_go(), "build", "-v", "-trimpath", "-ldflags", module.ldflags, "-o", str(staging) + "/", *module.binaries.values()]
+    _log(f"building {', '.join(module.binaries)} (go build in {module.directory}/; this can take many minutes cold)")
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=GOMOD_DIR / module.directory, env=env, stderr=subprocess.PIPE, text=True)
+    compiled, last_report, tail = 0, 0.0, []
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        tail = (tail + [line.rstrip()])[-40:]
+        compiled += 1
+        now = time.monotonic()
+        if now - last_report > 15:
+            _log(f"  {module.directory}: {compiled} packages compiled, {now - started:.0f}s, now {line.strip()}")
+            last_report = now
+    if proc.wait() != 0:
+        raise RuntimeError(f"go build failed in {module.directory}:\n" + "\n".join(tail))
+    # go build names each binary after the last element of its package path; rename to ours.
+    for name, pkg in module.binaries.items():
+        built = staging / pkg.rstrip("/").split("/")[-1]
+        os.replace(built, target / name)
+    shutil.rmtree(staging, ignore_errors=True)
+    _log(f"  {module.directory}: done in {time.monotonic() - started:.0f}s")
+
+
+def ensure_binaries(names: tuple[str, ...] = ALL_BINARIES) -> Path:
+    """Return the cache directory holding the named binaries, building what is missing."""
+    target = bin_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    for module in MODULES:
+        if any(not (target / n).exists() for n in module.binaries if n in names):
+            _build_module(module, target)
+    return target
+
+
+def main() -> None:
+    started = time.monotonic()
+    path = ensure_binaries()
+    _log(f"binaries ready in {path} ({time.monotonic() - started:.0f}s)")
+    print(path)
+
+
+if __name__ == "__main__":
+    main()
