@@ -15,6 +15,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "crds": ("inferops.api.crd_cmd", "print the CRDs generated from the API models"),
     "dev": ("inferops.devcluster.cli", "start or stop the local control plane"),
     "optimize": ("inferops.optimize.cli", "optimize a model into a Triton model repository (what the Job runs)"),
+    "pull": ("inferops.storage.pull_cmd", "copy a model repository from a URI to a local folder (the Triton pod's init step)"),
     "serve": ("inferops.triton.serve_cmd", "serve a Triton model repository locally with the wheel's tritonserver"),
     "bench": ("inferops.triton.bench_cmd", "drive a Triton server with concurrent clients and report throughput and latency"),
 }

@@ -1,8 +1,8 @@
 """Build the upstream control-plane binaries from the pinned Go modules in gomod/.
 
-The binaries land in a cache outside the repository, keyed by the contents of every
-go.mod/go.sum and the Go version, so a cached set is never rebuilt and a changed pin
-builds a fresh one beside it.
+Each module's binaries land in a cache outside the repository, keyed by that module's
+go.mod/go.sum, its link flags and the Go version, so a cached set is never rebuilt and a
+changed pin builds a fresh one beside it.
 """
 
 from __future__ import annotations
@@ -54,7 +54,9 @@ MODULES = (
     ),
     GoModule("kwok", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"}),
     GoModule("helm", {"helm": "helm.sh/helm/v3/cmd/helm"}),
+    GoModule("versitygw", {"versitygw": "github.com/versity/versitygw/cmd/versitygw"}),
 )
+CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 
 ALL_BINARIES = tuple(name for m in MODULES for name in m.binaries)
 
@@ -66,13 +68,16 @@ def _go() -> str:
     return go
 
 
-def cache_key() -> str:
+def _go_version() -> str:
+    return subprocess.run([_go(), "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def cache_key(module: GoModule) -> str:
     h = hashlib.sha256()
-    for module in MODULES:
-        for name in ("go.mod", "go.sum"):
-            h.update((GOMOD_DIR / module.directory / name).read_bytes())
-        h.update(module.ldflags.encode())
-    h.update(subprocess.run([_go(), "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout.encode())
+    for name in ("go.mod", "go.sum"):
+        h.update((GOMOD_DIR / module.directory / name).read_bytes())
+    h.update(module.ldflags.encode())
+    h.update(_go_version().encode())
     return h.hexdigest()[:16]
 
 
@@ -83,8 +88,8 @@ def cache_root() -> Path:
     return Path(base)
 
 
-def bin_dir() -> Path:
-    return cache_root() / "bin" / cache_key()
+def module_dir(module: GoModule) -> Path:
+    return cache_root() / "bin" / f"{module.directory}-{cache_key(module)}"
 
 
 def _log(msg: str) -> None:
@@ -118,21 +123,28 @@ def _build_module(module: GoModule, target: Path) -> None:
     _log(f"  {module.directory}: done in {time.monotonic() - started:.0f}s")
 
 
-def ensure_binaries(names: tuple[str, ...] = ALL_BINARIES) -> Path:
-    """Return the cache directory holding the named binaries, building what is missing."""
-    target = bin_dir()
-    target.mkdir(parents=True, exist_ok=True)
+def ensure_binaries(names: tuple[str, ...] = ALL_BINARIES) -> dict[str, Path]:
+    """Return the path of each named binary, building the modules that are not cached yet."""
+    paths: dict[str, Path] = {}
     for module in MODULES:
-        if any(not (target / n).exists() for n in module.binaries if n in names):
+        wanted = [n for n in module.binaries if n in names]
+        if not wanted:
+            continue
+        target = module_dir(module)
+        if any(not (target / n).exists() for n in module.binaries):
+            target.mkdir(parents=True, exist_ok=True)
             _build_module(module, target)
-    return target
+        paths.update({n: target / n for n in wanted})
+    return paths
 
 
 def main() -> None:
     started = time.monotonic()
-    path = ensure_binaries()
-    _log(f"binaries ready in {path} ({time.monotonic() - started:.0f}s)")
-    print(path)
+    names = tuple(sys.argv[1:]) or ALL_BINARIES
+    paths = ensure_binaries(names)
+    _log(f"{len(paths)} binaries ready ({time.monotonic() - started:.0f}s)")
+    for name, path in paths.items():
+        print(f"{name}\t{path}")
 
 
 if __name__ == "__main__":
