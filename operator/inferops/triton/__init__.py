@@ -1,0 +1,1 @@
+"""Triton: config.pbtxt building and checking, local serving, load generation, batching tuner, probes."""
