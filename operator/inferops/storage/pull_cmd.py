@@ -1,0 +1,40 @@
+"""`inferops pull --uri URI --dest PATH`: copy a published model repository down (the Triton pod's init step).
+
+The repository must carry its commit marker (report.json, written last by `inferops optimize`)
+and every file listed in the report's checksums must match its sha256; otherwise nothing is
+placed at PATH. --allow-unmarked takes a repository that was not written by InferOps as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--uri", required=True, help="model repository URI (s3://, https://, file://, pvc://claim/path)")
+    parser.add_argument("--dest", required=True, help="local folder to fill (replaced as a whole)")
+    parser.add_argument("--allow-unmarked", action="store_true", help="accept a repository without report.json (not written by inferops optimize)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .logsetup import setup_logging
+    from .pull import pull
+
+    setup_logging()
+    try:
+        files = pull(args.uri, Path(args.dest), require_marker=not args.allow_unmarked)
+    except Exception as exc:
+        from . import StorageError
+        from .credentials import redact
+
+        if not isinstance(exc, StorageError):
+            raise
+        logging.getLogger("inferops.pull").error("%s", exc)
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return 2
+    logging.getLogger("inferops.pull").info("pulled %d files into %s", len(files), args.dest)
+    return 0

@@ -1,0 +1,49 @@
+import os
+
+import pytest
+
+from inferops.storage import NotFound, fetch, list_files, publish
+
+
+def _tree(root, files):
+    for rel, data in files.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    return root
+
+
+def test_publish_then_fetch_round_trip(tmp_path):
+    src = _tree(tmp_path / "src", {"m/config.pbtxt": b"name: 'm'", "m/1/model.onnx": os.urandom(1000), "report.json": b"{}"})
+    publish(src, f"file://{tmp_path}/out/repo")
+    assert list_files(f"file://{tmp_path}/out/repo") == ["m/1/model.onnx", "m/config.pbtxt", "report.json"]
+    got = fetch(f"file://{tmp_path}/out/repo", tmp_path / "down")
+    assert (got / "m/1/model.onnx").read_bytes() == (src / "m/1/model.onnx").read_bytes()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["repo"]  # no staging left beside it
+
+
+def test_publish_replaces_the_whole_tree(tmp_path):
+    uri = f"file://{tmp_path}/out/repo"
+    publish(_tree(tmp_path / "a", {"old.txt": b"1", "report.json": b"{}"}), uri)
+    publish(_tree(tmp_path / "b", {"new.txt": b"2", "report.json": b"{}"}), uri)
+    assert list_files(uri) == ["new.txt", "report.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["repo"]
+
+
+def test_failed_publish_leaves_nothing(tmp_path):
+    src = _tree(tmp_path / "src", {"report.json": b"{}"})
+    (src / "dangling").symlink_to(tmp_path / "missing")  # copying it fails midway
+    with pytest.raises(Exception):
+        publish(src, f"file://{tmp_path}/out/repo")
+    assert list(os.scandir(tmp_path / "out")) == []
+
+
+def test_pvc_uri_publishes_under_the_mount(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFEROPS_PVC_ROOT", str(tmp_path / "mnt"))
+    publish(_tree(tmp_path / "src", {"report.json": b"{}"}), "pvc://models/digits")
+    assert (tmp_path / "mnt/models/digits/report.json").is_file()
+
+
+def test_missing_path_is_a_clear_error(tmp_path):
+    with pytest.raises(NotFound, match="nothing at file://"):
+        fetch(f"file://{tmp_path}/nope.onnx", tmp_path / "down")
