@@ -7,8 +7,10 @@ changed pin builds a fresh one beside it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -96,6 +98,14 @@ def _log(msg: str) -> None:
     print(f"[inferops build] {msg}", file=sys.stderr, flush=True)
 
 
+def _go_binary_name(package: str) -> str:
+    """The file name `go build -o DIR/` gives a main package: its last path element, skipping a /vN suffix."""
+    parts = package.rstrip("/").split("/")
+    if len(parts) > 1 and re.fullmatch(r"v[0-9]+", parts[-1]):
+        return parts[-2]
+    return parts[-1]
+
+
 def _build_module(module: GoModule, target: Path) -> None:
     env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=readonly")
     staging = target / f".staging-{module.directory}"
@@ -115,10 +125,8 @@ def _build_module(module: GoModule, target: Path) -> None:
             last_report = now
     if proc.wait() != 0:
         raise RuntimeError(f"go build failed in {module.directory}:\n" + "\n".join(tail))
-    # go build names each binary after the last element of its package path; rename to ours.
     for name, pkg in module.binaries.items():
-        built = staging / pkg.rstrip("/").split("/")[-1]
-        os.replace(built, target / name)
+        os.replace(staging / _go_binary_name(pkg), target / name)
     shutil.rmtree(staging, ignore_errors=True)
     _log(f"  {module.directory}: done in {time.monotonic() - started:.0f}s")
 
@@ -133,7 +141,10 @@ def ensure_binaries(names: tuple[str, ...] = ALL_BINARIES) -> dict[str, Path]:
         target = module_dir(module)
         if any(not (target / n).exists() for n in module.binaries):
             target.mkdir(parents=True, exist_ok=True)
-            _build_module(module, target)
+            with open(target.with_suffix(".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # another process may be building the same module
+                if any(not (target / n).exists() for n in module.binaries):
+                    _build_module(module, target)
         paths.update({n: target / n for n in wanted})
     return paths
 

@@ -1,0 +1,99 @@
+"""`inferops dev up|down|status`: the local control plane for a person at a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .binaries import cache_root
+from .supervisor import PID_FILE, READY_FILE
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("up", "down", "status"))
+    parser.add_argument("--kubeconfig", type=Path, help="also write the admin kubeconfig here (up)")
+    parser.add_argument("--state-dir", type=Path, default=cache_root() / "dev", help="where the cluster keeps its state")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for up, a first build included")
+
+
+def _running_pid(state: Path) -> int | None:
+    try:
+        pid = int((state / PID_FILE).read_text())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def _up(args: argparse.Namespace) -> int:
+    state: Path = args.state_dir
+    if _running_pid(state) and (state / READY_FILE).exists():
+        print(f"already running; export KUBECONFIG={json.loads((state / READY_FILE).read_text())['kubeconfig']}")
+        return 0
+    if state.exists():
+        shutil.rmtree(state / "cluster", ignore_errors=True)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / READY_FILE).unlink(missing_ok=True)
+    log = state / "supervisor.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inferops.devcluster.supervisor", "--state-dir", str(state)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    print("starting the local control plane (the first run builds the upstream binaries: many minutes)...", file=sys.stderr)
+    deadline, shown = time.monotonic() + args.timeout, 0
+    while not (state / READY_FILE).exists():
+        text = log.read_text(errors="replace")
+        sys.stderr.write(text[shown:])  # build progress, as it comes
+        shown = len(text)
+        if proc.poll() is not None:
+            print(f"the local control plane failed to start (log: {log})", file=sys.stderr)
+            return 1
+        if time.monotonic() > deadline:
+            proc.terminate()
+            print(f"timed out after {args.timeout:.0f}s (log: {log})", file=sys.stderr)
+            return 1
+        time.sleep(0.5)
+    kubeconfig = Path(json.loads((state / READY_FILE).read_text())["kubeconfig"])
+    if args.kubeconfig:
+        args.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(kubeconfig, args.kubeconfig)
+        args.kubeconfig.chmod(0o600)
+        kubeconfig = args.kubeconfig
+    print(f"local control plane ready.\n  export KUBECONFIG={kubeconfig}\n  kubectl get nodes -L nvidia.com/gpu.product\nstop it with: inferops dev down")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    pid = _running_pid(args.state_dir)
+    if pid is None:
+        print("not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while _running_pid(args.state_dir) == pid and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _running_pid(args.state_dir) == pid:
+        os.kill(pid, signal.SIGKILL)
+    print("stopped")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "up":
+        return _up(args)
+    if args.action == "down":
+        return _down(args)
+    ready = args.state_dir / READY_FILE
+    if _running_pid(args.state_dir) and ready.exists():
+        print(f"running; export KUBECONFIG={json.loads(ready.read_text())['kubeconfig']}")
+        return 0
+    print("not running")
+    return 3

@@ -1,0 +1,295 @@
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC on),
+kube-controller-manager, kube-scheduler and kwok for fake CPU and GPU nodes.
+
+Every process is started in its own process group with a parent-death signal, so nothing
+outlives the Python process that owns the cluster, even when a test run is killed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import binaries
+from .pki import LocalPKI
+
+PROFILES = Path(__file__).parent / "profiles"
+_PR_SET_PDEATHSIG = 1
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    os.setpgrp()
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@dataclass
+class _Proc:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Cluster:
+    """Any cluster reached through a kubeconfig: the local one, kind, or an existing one."""
+
+    kubeconfig: Path
+    kubectl_path: Path | None = None
+
+    def __init__(self, kubeconfig: Path | str, kubectl_path: Path | None = None):
+        self.kubeconfig = Path(kubeconfig)
+        self.kubectl_path = kubectl_path
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        if self.kubectl_path is None:
+            self.kubectl_path = binaries.ensure_binaries(("kubectl",))["kubectl"]
+        result = subprocess.run(
+            [str(self.kubectl_path), f"--kubeconfig={self.kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise ClusterError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr.strip()}")
+        return result
+
+    def with_token(self, token: str, kubeconfig: Path) -> "Cluster":
+        """The same cluster seen by the bearer of `token` (and nothing else): for RBAC checks."""
+        config = json.loads(self.kubectl("config", "view", "--raw", "--minify", "--flatten", "-o", "json").stdout)
+        config["users"] = [{"name": "token-user", "user": {"token": token}}]
+        config["contexts"][0]["context"]["user"] = "token-user"
+        kubeconfig.write_text(json.dumps(config))
+        kubeconfig.chmod(0o600)
+        return Cluster(kubeconfig, self.kubectl_path)
+
+    def has_fake_gpu_nodes(self) -> bool:
+        out = self.kubectl("get", "nodes", "-l", "nvidia.com/gpu.product,type=kwok", "-o", "name", check=False)
+        return out.returncode == 0 and bool(out.stdout.strip())
+
+
+class LocalCluster(Cluster):
+    """The control plane, with its state (certificates, etcd data, logs) under `workdir`."""
+
+    def __init__(self, workdir: Path | str):
+        self.workdir = Path(workdir)
+        super().__init__(self.workdir / "kubeconfig")
+        self.server = ""
+        self._procs: list[_Proc] = []
+        self._bins: dict[str, Path] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self, timeout: float = 90) -> "LocalCluster":
+        started = time.monotonic()
+        self._bins = binaries.ensure_binaries(binaries.CONTROL_PLANE_BINARIES)
+        self.kubectl_path = self._bins["kubectl"]
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "logs").mkdir(exist_ok=True)
+        try:
+            self._start_all(started + timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_all(self, deadline: float) -> None:
+        pki = LocalPKI(self.workdir / "pki")
+        serving = pki.issue("apiserver", "kube-apiserver", server=True)
+        admin = pki.issue("admin", "inferops-admin", organization="system:masters", client=True)
+        sa = pki.service_account_keys()
+        api_port, etcd_port, peer_port = free_port(), free_port(), free_port()
+        self.server = f"https://127.0.0.1:{api_port}"
+        self._write_kubeconfig(pki.ca.cert, admin.cert, admin.key)
+
+        etcd_data = self.workdir / "etcd"
+        self._spawn(
+            "etcd",
+            "--name=inferops-dev",
+            f"--data-dir={etcd_data}",
+            f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--advertise-client-urls=http://127.0.0.1:{etcd_port}",
+            f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
+            f"--initial-cluster=inferops-dev=http://127.0.0.1:{peer_port}",
+            "--unsafe-no-fsync",  # a throwaway test cluster: speed over durability
+            "--log-level=warn",
+        )
+        self._spawn(
+            "kube-apiserver",
+            f"--etcd-servers=http://127.0.0.1:{etcd_port}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={api_port}",
+            f"--tls-cert-file={serving.cert}",
+            f"--tls-private-key-file={serving.key}",
+            f"--client-ca-file={pki.ca.cert}",
+            f"--service-account-key-file={sa.cert}",
+            f"--service-account-signing-key-file={sa.key}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            "--api-audiences=https://kubernetes.default.svc.cluster.local",
+            "--service-cluster-ip-range=10.0.0.0/24",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--endpoint-reconciler-type=none",
+            "--v=1",
+        )
+        self._wait_http(f"{self.server}/readyz", deadline, pki, admin)
+        common = [
+            f"--kubeconfig={self.kubeconfig}",
+            f"--authentication-kubeconfig={self.kubeconfig}",
+            f"--authorization-kubeconfig={self.kubeconfig}",
+            "--bind-address=127.0.0.1",
+            "--leader-elect=false",
+            "--v=1",
+        ]
+        self._spawn(
+            "kube-controller-manager",
+            *common,
+            f"--secure-port={free_port()}",
+            f"--service-account-private-key-file={sa.key}",
+            f"--root-ca-file={pki.ca.cert}",
+            "--use-service-account-credentials=false",
+            "--concurrent-gc-syncs=10",
+        )
+        self._spawn("kube-scheduler", *common, f"--secure-port={free_port()}")
+        self._spawn(
+            "kwok",
+            f"--kubeconfig={self.kubeconfig}",
+            f"--config={PROFILES / 'kwok-stages.yaml'}",
+            "--manage-all-nodes=false",
+            "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
+            "--node-ip=10.0.1.1",
+            "--cidr=10.0.2.0/24",
+            f"--node-port={free_port()}",
+            f"--server-address=127.0.0.1:{free_port()}",
+        )
+        self.kubectl("apply", "-f", str(PROFILES / "nodes.yaml"))
+        self._wait(lambda: self._all_nodes_ready(), deadline, "fake nodes to become Ready")
+        self._wait(lambda: self._default_service_account(), deadline, "the default ServiceAccount")
+
+    def stop(self) -> None:
+        for proc in reversed(self._procs):
+            if proc.popen.poll() is None:
+                try:
+                    os.killpg(proc.popen.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in reversed(self._procs):
+            try:
+                proc.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+                proc.popen.wait(timeout=5)
+        self._procs.clear()
+
+    def __enter__(self) -> "LocalCluster":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.popen.pid for p in self._procs]
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def restart_process(self, name: str) -> None:
+        """Stop and start one control-plane process with the same arguments (fault tests)."""
+        proc = next(p for p in self._procs if p.name == name)
+        args = proc.popen.args
+        os.killpg(proc.popen.pid, signal.SIGTERM)
+        proc.popen.wait(timeout=20)
+        self._procs.remove(proc)
+        self._spawn(name, *args[1:])
+
+    def _spawn(self, name: str, *args: str) -> None:
+        log = self.workdir / "logs" / f"{name}.log"
+        with open(log, "ab") as out:
+            popen = subprocess.Popen(
+                [str(self._bins[name]), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_die_with_parent,
+                cwd=self.workdir,
+            )
+        self._procs.append(_Proc(name, popen, log))
+
+    def _check_alive(self) -> None:
+        for proc in self._procs:
+            if proc.popen.poll() is not None:
+                raise ClusterError(f"{proc.name} exited with {proc.popen.returncode}; last lines of {proc.log}:\n{proc.tail()}")
+
+    def _wait(self, ready, deadline: float, what: str) -> None:
+        while True:
+            self._check_alive()
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                logs = "\n".join(f"--- {p.name}\n{p.tail(10)}" for p in self._procs)
+                raise ClusterError(f"timed out waiting for {what}\n{logs}")
+            time.sleep(0.2)
+
+    def _wait_http(self, url: str, deadline: float, pki: LocalPKI, client) -> None:
+        ctx = ssl.create_default_context(cafile=str(pki.ca.cert))
+        ctx.load_cert_chain(str(client.cert), str(client.key))
+
+        def ok() -> bool:
+            try:
+                with urllib.request.urlopen(url, context=ctx, timeout=2) as resp:
+                    return resp.status == 200
+            except OSError:
+                return False
+
+        self._wait(ok, deadline, f"{url}")
+
+    def _all_nodes_ready(self) -> bool:
+        out = self.kubectl("get", "nodes", "-o", "json", check=False)
+        if out.returncode != 0:
+            return False
+        nodes = json.loads(out.stdout)["items"]
+        return bool(nodes) and all(
+            any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", [])) for n in nodes
+        )
+
+    def _default_service_account(self) -> bool:
+        return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
+
+    def _write_kubeconfig(self, ca: Path, cert: Path, key: Path) -> None:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "inferops-dev", "cluster": {"server": self.server, "certificate-authority": str(ca)}}],
+            "users": [{"name": "inferops-admin", "user": {"client-certificate": str(cert), "client-key": str(key)}}],
+            "contexts": [{"name": "inferops-dev", "context": {"cluster": "inferops-dev", "user": "inferops-admin"}}],
+            "current-context": "inferops-dev",
+        }
+        self.kubeconfig.write_text(json.dumps(config, indent=2))
+        self.kubeconfig.chmod(0o600)
