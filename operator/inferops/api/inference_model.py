@@ -48,6 +48,7 @@ class OptimizationSpec(ApiModel):
     eval_data: str | None = Field(alias="evalData", default=None, max_length=2048, pattern=MODEL_URI_PATTERN)
     accuracy_budget: float = Field(alias="accuracyBudget", default=0.01, ge=0, le=1, description="Largest allowed drop of the metric (0.01 = one point).")
     image: Image | None = Field(default=None, description="Optimizer image override.")
+    timeout_seconds: int = Field(alias="timeoutSeconds", default=3600, ge=1, le=7 * 24 * 3600, description="The optimization Job's deadline.")
 
     @field_validator("recipe")
     @classmethod

@@ -1,0 +1,136 @@
+"""Kopf handlers: thin adapters that turn watch events into reconcile calls.
+
+The reconcile is level-based (read everything, compute, write the difference), so every
+event source just names the model to look at: the model itself, the Jobs and Deployments it
+owns, the HardwareClass it uses, and a periodic resync. No change-detecting handler is used,
+so Kopf writes no annotations or finalizers onto the models and Argo CD sees no drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import kopf
+
+from .api.common import GROUP, VERSION
+from .api.recipes import GPU_ONLY_RECIPES
+from .kube import Kube, load_config
+from .reconcile.naming import MANAGED_BY, MODEL_LABEL
+from .reconcile.settings import OperatorSettings
+from .reconciler import Reconciler
+
+log = logging.getLogger("inferops.handlers")
+RESYNC_SECONDS = float(os.environ.get("INFEROPS_RESYNC_SECONDS", "300"))
+OWNED = dict(labels={**MANAGED_BY, MODEL_LABEL: kopf.PRESENT})
+
+
+def _post_event(body, type_: str, reason: str, message: str) -> None:
+    kopf.event(body, type=type_, reason=reason, message=message)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    settings.watching.server_timeout = int(os.environ.get("INFEROPS_WATCH_SERVER_TIMEOUT", "300"))
+    settings.watching.client_timeout = settings.watching.server_timeout + 30
+    settings.watching.connect_timeout = 30
+    settings.networking.request_timeout = 60
+    settings.batching.worker_limit = int(os.environ.get("INFEROPS_WORKER_LIMIT", "16"))
+    settings.posting.level = logging.WARNING  # Events only for state changes, which we post ourselves
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
+    _configure_webhook(settings, os.environ.get("INFEROPS_WEBHOOK", ""))
+    load_config()
+    memo.reconciler = Reconciler(Kube(), OperatorSettings.from_env(), _post_event)
+    memo.resync = asyncio.create_task(_resync_forever(memo.reconciler))
+
+
+def _configure_webhook(settings: kopf.OperatorSettings, spec: str) -> None:
+    if not spec:
+        return
+    mode, _, where = spec.partition(":")
+    if mode == "local":
+        import tempfile
+        from pathlib import Path
+
+        from .devcluster.pki import LocalPKI
+
+        pki = LocalPKI(Path(tempfile.mkdtemp(prefix="inferops-webhook-")))
+        serving = pki.issue("webhook", "inferops-webhook", server=True)
+        settings.admission.server = kopf.WebhookServer(
+            addr="127.0.0.1", host="127.0.0.1", port=int(where), cafile=str(pki.ca.cert), certfile=str(serving.cert), pkeyfile=str(serving.key)
+        )
+    elif mode == "service":
+        host, _, port = where.rpartition(":")
+        settings.admission.server = kopf.WebhookServer(
+            addr="0.0.0.0", port=int(port), host=f"{host}.svc", certfile=os.environ.get("INFEROPS_WEBHOOK_CERT"), pkeyfile=os.environ.get("INFEROPS_WEBHOOK_KEY")
+        )
+    else:
+        raise ValueError(f"INFEROPS_WEBHOOK must be local:PORT or service:NAME.NAMESPACE:PORT, not {spec!r}")
+    settings.admission.managed = "validate.inferops.dev"
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_) -> None:
+    memo.resync.cancel()
+
+
+async def _resync_forever(reconciler: Reconciler) -> None:
+    """Safety net for anything a watch missed; a resync with nothing to change writes nothing."""
+    path = f"/apis/{GROUP}/{VERSION}/inferencemodels"
+    while True:
+        await asyncio.sleep(RESYNC_SECONDS)
+        try:
+            models = (await reconciler.kube.call("GET", path)).get("items", [])
+            for body in models:
+                await reconciler.reconcile(body["metadata"]["namespace"], body["metadata"]["name"])
+        except Exception:
+            log.exception("resync failed; trying again in %.0fs", RESYNC_SECONDS)
+
+
+@kopf.index(GROUP, VERSION, "inferencemodels")
+def models_by_class(namespace: str, name: str, spec: kopf.Spec, **_):
+    return {(spec.get("hardware") or {}).get("class"): (namespace, name)}
+
+
+@kopf.index(GROUP, VERSION, "hardwareclasses")
+def hardware_classes(name: str, spec: kopf.Spec, **_):
+    return {name: dict(spec)}
+
+
+@kopf.on.event(GROUP, VERSION, "inferencemodels")
+async def model_event(event, namespace: str, name: str, memo: kopf.Memo, **_) -> None:
+    if event["type"] != "DELETED":
+        await memo.reconciler.reconcile(namespace, name)
+
+
+@kopf.on.event("batch", "v1", "jobs", **OWNED)
+async def job_event(event, namespace: str, labels, memo: kopf.Memo, **_) -> None:
+    await memo.reconciler.reconcile(namespace, labels[MODEL_LABEL])
+
+
+@kopf.on.event("apps", "v1", "deployments", **OWNED)
+async def deployment_event(event, namespace: str, labels, memo: kopf.Memo, **_) -> None:
+    await memo.reconciler.reconcile(namespace, labels[MODEL_LABEL])
+
+
+@kopf.on.event(GROUP, VERSION, "hardwareclasses")
+async def hardware_class_event(name: str, models_by_class: kopf.Index, memo: kopf.Memo, **_) -> None:
+    for namespace, model in list(models_by_class.get(name, [])):
+        await memo.reconciler.reconcile(namespace, model)
+
+
+@kopf.on.validate(GROUP, VERSION, "inferencemodels", ignore_failures=True)
+def validate_model(spec: kopf.Spec, hardware_classes: kopf.Index, **_) -> None:
+    """Admission: rules that span objects, which CRD schemas cannot express."""
+    class_name = (spec.get("hardware") or {}).get("class")
+    recipe = (spec.get("optimization") or {}).get("recipe") or "none"
+    for class_spec in hardware_classes.get(class_name, []):
+        if class_spec.get("instanceKind") == "KIND_CPU":
+            gpu_only = [r for r in recipe.split(",") if r.strip() in GPU_ONLY_RECIPES]
+            if gpu_only:
+                raise kopf.AdmissionError(
+                    f"recipe {', '.join(gpu_only)} needs a GPU, but HardwareClass {class_name!r} is KIND_CPU; "
+                    "use a GPU class or drop the step"
+                )

@@ -1,0 +1,116 @@
+"""The few Kubernetes API calls the operator makes, on the official client.
+
+Writes go through server-side apply with one field manager, and only when the desired object
+differs from what was last applied (a hash kept in an annotation): a reconcile with nothing to
+change makes no write at all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from .api.common import GROUP, VERSION
+from .reconcile.naming import APPLIED_HASH, MODEL_LABEL, canonical_hash
+from .reconcile.settings import FIELD_MANAGER
+
+_PATHS = {
+    ("batch/v1", "Job"): "/apis/batch/v1/namespaces/{namespace}/jobs",
+    ("apps/v1", "Deployment"): "/apis/apps/v1/namespaces/{namespace}/deployments",
+    ("v1", "Service"): "/api/v1/namespaces/{namespace}/services",
+    ("v1", "ConfigMap"): "/api/v1/namespaces/{namespace}/configmaps",
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): "/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers",
+}
+MODELS = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/inferencemodels"
+CLASSES = f"/apis/{GROUP}/{VERSION}/hardwareclasses"
+
+
+def load_config() -> None:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+
+
+class Kube:
+    def __init__(self, client: ApiClient | None = None, request_timeout: float = 30):
+        self.client = client or ApiClient()
+        self.timeout = request_timeout
+
+    # -- raw ---------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, body: Any = None, query: list[tuple[str, str]] | None = None, content_type: str = "application/json") -> Any:
+        method, url, headers, body, post = self.client.param_serialize(
+            method, path, query_params=query or [], header_params={"Accept": "application/json", "Content-Type": content_type},
+            body=body, auth_settings=["BearerToken"],
+        )
+        response = self.client.call_api(method, url, headers, body, post, _request_timeout=self.timeout)
+        response.read()
+        if not 200 <= response.status < 300:
+            raise ApiException(http_resp=response)
+        return json.loads(response.data) if response.data else None
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self._call, method, path, **kwargs)
+
+    async def get(self, path: str) -> dict[str, Any] | None:
+        try:
+            return await self.call("GET", path)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    # -- typed helpers -----------------------------------------------------------------
+
+    async def get_model(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self.get(f"{MODELS.format(namespace=namespace)}/{name}")
+
+    async def get_hardware_class(self, name: str) -> dict[str, Any] | None:
+        return await self.get(f"{CLASSES}/{name}")
+
+    async def list_owned(self, api_version: str, kind: str, namespace: str, model: str) -> list[dict[str, Any]]:
+        path = _PATHS[(api_version, kind)].format(namespace=namespace)
+        data = await self.call("GET", path, query=[("labelSelector", f"{MODEL_LABEL}={model}")])
+        return data.get("items", [])
+
+    async def get_owned(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return await self.get(f"{_PATHS[(api_version, kind)].format(namespace=namespace)}/{name}")
+
+    async def apply_if_changed(self, desired: dict[str, Any], live: dict[str, Any] | None = None) -> bool:
+        """Server-side apply `desired` unless the live object already carries its hash. Returns True if written."""
+        desired = json.loads(json.dumps(desired))
+        digest = canonical_hash(desired, 16)
+        meta = desired["metadata"]
+        path = f"{_PATHS[(desired['apiVersion'], desired['kind'])].format(namespace=meta['namespace'])}/{meta['name']}"
+        if live is None:
+            live = await self.get(path)
+        if live is not None and (live["metadata"].get("annotations") or {}).get(APPLIED_HASH) == digest:
+            return False
+        meta.setdefault("annotations", {})[APPLIED_HASH] = digest
+        await self.call(
+            "PATCH", path, body=desired, content_type="application/apply-patch+yaml",
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        )
+        return True
+
+    async def delete_job(self, namespace: str, name: str) -> None:
+        path = f"{_PATHS[('batch/v1', 'Job')].format(namespace=namespace)}/{name}"
+        try:
+            await self.call("DELETE", path, body={"propagationPolicy": "Background"})
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
+    async def patch_model_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None) -> None:
+        body: dict[str, Any] = {"status": status}
+        if resource_version:
+            body["metadata"] = {"resourceVersion": resource_version}
+        await self.call(
+            "PATCH", f"{MODELS.format(namespace=namespace)}/{name}/status", body=body, content_type="application/merge-patch+json",
+        )

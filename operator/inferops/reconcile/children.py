@@ -1,0 +1,208 @@
+"""Rendering of the objects an InferenceModel owns: the optimization Job and the Triton serving set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from ..api.common import API_VERSION
+from ..api.hardware_class import HardwareClassSpec
+from ..api.inference_model import InferenceModelSpec
+from ..api.report import OptimizationReport
+from ..api.tensors import BatchingConfig, Signature
+from ..templating import render
+from ..triton.config import build_model_config
+from .naming import SPEC_HASH, canonical_hash, job_name, labels, selector_labels, serving_name
+from .settings import OperatorSettings
+
+MODELS_VOLUME = "/models"
+REPOSITORY = "/models/repository"  # filled by `inferops pull`, which replaces its destination as a whole
+BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tensorrt-plan": "tensorrt", "torchscript": "pytorch", "pytorch": "pytorch"}
+DEFAULT_AUTO_BATCHING = {"max_batch_size": 32, "preferred_batch_sizes": [8, 16, 32], "max_queue_delay_microseconds": 500}
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The InferenceModel object as the core needs it: identity, generation, spec."""
+
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    spec: InferenceModelSpec
+
+    def owner_references(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "apiVersion": API_VERSION,
+                "kind": "InferenceModel",
+                "name": self.name,
+                "uid": self.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+
+
+def _load(template: str, **context: Any) -> dict[str, Any]:
+    return yaml.safe_load(render(template, **context))
+
+
+def _container_resources(hardware: HardwareClassSpec) -> dict[str, Any]:
+    return hardware.resources.model_dump(mode="json", exclude_defaults=False)
+
+
+def _tolerations(hardware: HardwareClassSpec) -> list[dict[str, Any]]:
+    return [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in hardware.tolerations]
+
+
+def _env_from(model: ModelRef, settings: OperatorSettings) -> list[dict[str, Any]]:
+    # Storage credentials are referenced, never copied: the Secret becomes environment variables.
+    secrets = [s for s in (model.spec.model.credentials_secret, settings.storage_secret) if s]
+    return [{"secretRef": {"name": s}} for s in dict.fromkeys(secrets)]
+
+
+def artifact_uri(model: ModelRef, spec_hash: str, settings: OperatorSettings) -> str:
+    return f"{settings.artifact_root}/{model.namespace}/{model.name}/{spec_hash}"
+
+
+def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, settings: OperatorSettings) -> dict[str, Any]:
+    spec = model.spec
+    opt = spec.optimization
+    args = [
+        "optimize",
+        "--model", spec.model.uri,
+        "--recipe", opt.recipe,
+        "--output", artifact_uri(model, spec_hash, settings),
+        "--accuracy-budget", str(opt.accuracy_budget),
+        "--hardware-class", spec.hardware.class_name,
+        "--instance-kind", hardware.instance_kind,
+        "--model-name", model.name,
+        "--report", "/work/report.json",
+    ]
+    if opt.eval_data:
+        args += ["--eval-data", opt.eval_data]
+    for key, value in sorted(opt.parameters.items()):
+        args += ["--param", f"{key}={value}"]
+    if spec.serving.dynamic_batching.mode == "auto":
+        args += ["--tune", "--latency-objective-ms", str(spec.serving.latency_objective_ms)]
+    return _load(
+        "job.yaml.j2",
+        name=job_name(model.name, spec_hash),
+        namespace=model.namespace,
+        labels=labels(model.name, "optimizer"),
+        annotations={SPEC_HASH: spec_hash},
+        owner_references=model.owner_references(),
+        backoff_limit=settings.job_backoff_limit,
+        deadline_seconds=opt.timeout_seconds,
+        node_selector=hardware.node_selector,
+        tolerations=_tolerations(hardware),
+        image=opt.image or hardware.optimizer_image or settings.optimizer_image,
+        args=args,
+        env=[{"name": "INFEROPS_LOG_FORMAT", "value": "text"}],
+        env_from=_env_from(model, settings),
+        resources=_container_resources(hardware),
+    )
+
+
+def choose_batching(spec: InferenceModelSpec, report: OptimizationReport | None) -> BatchingConfig | None:
+    """Batching to render: the tuned choice for `auto`, the spec's for `explicit`, none when disabled."""
+    batching = spec.serving.dynamic_batching
+    if batching.mode == "disabled":
+        return None
+    if batching.mode == "explicit":
+        return BatchingConfig(
+            max_batch_size=batching.max_batch_size,
+            preferred_batch_sizes=batching.preferred_batch_sizes or [],
+            max_queue_delay_microseconds=batching.max_queue_delay_microseconds or 0,
+            instance_count=spec.serving.instance_count,
+        )
+    if report is not None and report.tuning is not None:
+        return report.tuning.chosen
+    return BatchingConfig(**DEFAULT_AUTO_BATCHING, instance_count=spec.serving.instance_count)
+
+
+def model_signature(spec: InferenceModelSpec, report: OptimizationReport | None) -> Signature:
+    if report is not None and report.signature.inputs:
+        return report.signature
+    return Signature(inputs=spec.model.inputs or [], outputs=spec.model.outputs or [])
+
+
+@dataclass(frozen=True)
+class Revision:
+    """What is deployed: an optimized artifact and the report that came with it."""
+
+    artifact_uri: str
+    report: OptimizationReport | None
+
+
+def repository_model_name(model: ModelRef, revision: Revision) -> str:
+    return revision.report.model_name if revision.report else model.name
+
+
+def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revision, settings: OperatorSettings) -> tuple[list[dict[str, Any]], BatchingConfig | None]:
+    """ConfigMap (config.pbtxt), Deployment and Service; raises ModelConfigError for a config Triton would refuse."""
+    spec = model.spec
+    name = serving_name(model.name)
+    repo_model = repository_model_name(model, revision)
+    batching = choose_batching(spec, revision.report)
+    backend = revision.report.backend if revision.report else BACKEND_OF_FORMAT.get(spec.model.format, "onnxruntime")
+    config_pbtxt = build_model_config(
+        repo_model,
+        backend,
+        model_signature(spec, revision.report),
+        batching,
+        hardware.instance_kind,
+        response_cache=spec.serving.response_cache,
+    )
+    common = {"namespace": model.namespace, "labels": labels(model.name, "serving"), "owner_references": model.owner_references()}
+    configmap = _load("configmap.yaml.j2", name=f"{name}-config", config_pbtxt=config_pbtxt, **common)
+    triton_args = [
+        f"--model-repository={REPOSITORY}",
+        "--model-control-mode=none",
+        "--strict-readiness=true",
+        "--http-port=8000",
+        "--grpc-port=8001",
+        "--metrics-port=8002",
+        "--allow-metrics=true",
+        "--allow-gpu-metrics=" + ("true" if hardware.instance_kind == "KIND_GPU" else "false"),
+    ]
+    if spec.serving.response_cache:
+        triton_args.append("--cache-config=local,size=268435456")
+    autoscaling = spec.serving.autoscaling
+    deployment = _load(
+        "deployment.yaml.j2",
+        name=name,
+        replicas=autoscaling.min_replicas if autoscaling else spec.serving.replicas,
+        selector=selector_labels(model.name),
+        pod_annotations={
+            "inferops.dev/config-hash": canonical_hash(config_pbtxt, 16),
+            "inferops.dev/artifact": revision.artifact_uri,
+        },
+        node_selector=hardware.node_selector,
+        tolerations=_tolerations(hardware),
+        optimizer_image=spec.optimization.image or hardware.optimizer_image or settings.optimizer_image,
+        pull_args=["pull", "--uri", revision.artifact_uri, "--dest", REPOSITORY],
+        env_from=_env_from(model, settings),
+        triton_image=spec.serving.triton_image or hardware.triton_image or settings.triton_image,
+        triton_args=triton_args,
+        resources=_container_resources(hardware),
+        startup_failure_threshold=60,
+        config_mount_path=f"{REPOSITORY}/{repo_model}/config.pbtxt",
+        config_map=f"{name}-config",
+        shm_size="1Gi",
+        models_volume=MODELS_VOLUME,
+        **common,
+    )
+    service = _load("service.yaml.j2", name=name, selector=selector_labels(model.name), **common)
+    return [configmap, deployment, service], batching
+
+
+def endpoint(model: ModelRef) -> str:
+    return f"http://{serving_name(model.name)}.{model.namespace}.svc:8000"
+
+
+def label_selector(model: ModelRef) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(model.name).items()))

@@ -1,0 +1,55 @@
+"""Names, labels and the spec hash that makes Job names idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from ..api.hardware_class import HardwareClassSpec
+from ..api.inference_model import InferenceModelSpec
+
+MODEL_LABEL = "inferops.dev/model"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "inferops"}
+APPLIED_HASH = "inferops.dev/applied-hash"
+SPEC_HASH = "inferops.dev/spec-hash"
+
+
+def canonical_hash(value: Any, length: int = 64) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:length]
+
+
+def optimization_hash(spec: InferenceModelSpec, hardware: HardwareClassSpec) -> str:
+    """What the optimization Job's output depends on, and nothing else (not replicas)."""
+    tuning = spec.serving.dynamic_batching.mode == "auto"
+    inputs = {
+        "model": spec.model.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "optimization": spec.optimization.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "hardwareClass": spec.hardware.class_name,
+        "instanceKind": hardware.instance_kind,
+        "tuning": {"latencyObjectiveMs": spec.serving.latency_objective_ms} if tuning else None,
+    }
+    return canonical_hash(inputs, 10)
+
+
+def job_name(model: str, spec_hash: str) -> str:
+    return f"{model}-opt-{spec_hash}"
+
+
+def serving_name(model: str) -> str:
+    return f"{model}-triton"
+
+
+def labels(model: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "inferops",
+        "app.kubernetes.io/instance": model,
+        COMPONENT_LABEL: component,
+        MODEL_LABEL: model,
+        **MANAGED_BY,
+    }
+
+
+def selector_labels(model: str) -> dict[str, str]:
+    return {MODEL_LABEL: model, COMPONENT_LABEL: "serving"}

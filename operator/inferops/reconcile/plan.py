@@ -1,0 +1,199 @@
+"""desired_state(): what should exist for one InferenceModel and what its status should say."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..api.hardware_class import HardwareClassSpec
+from ..api.report import OptimizationReport
+from ..triton.config import ModelConfigError
+from .children import ModelRef, Revision, artifact_uri, desired_job, desired_serving, endpoint, label_selector, model_signature, repository_model_name
+from .conditions import condition, merge_conditions
+from .naming import job_name, optimization_hash
+from .settings import OperatorSettings
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    ok: bool
+    message: str
+
+
+@dataclass
+class Observed:
+    """What the handlers read from the cluster (and the artifact store) for one model."""
+
+    hardware_class: HardwareClassSpec | None
+    hardware_class_error: str | None = None
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    deployment: dict[str, Any] | None = None
+    report: OptimizationReport | None = None
+    report_error: str | None = None
+    smoke: SmokeResult | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Plan:
+    apply: list[dict[str, Any]]
+    delete_jobs: list[str]
+    status: dict[str, Any]
+    job_name: str | None = None
+    artifact_uri: str | None = None
+    needs_report: bool = False
+    smoke_target: tuple[str, str, Any] | None = None  # (url, repository model name, signature)
+
+
+def _job_state(job: dict[str, Any] | None) -> tuple[str, str, str]:
+    """(state, reason, message) with state one of absent, running, succeeded, failed."""
+    if job is None:
+        return "absent", "", ""
+    for cond in job.get("status", {}).get("conditions", []) or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return "succeeded", "JobSucceeded", ""
+        if cond.get("type") == "Failed":
+            return "failed", cond.get("reason") or "JobFailed", cond.get("message") or "the optimization Job failed"
+    return "running", "JobRunning", f"optimization Job {job['metadata']['name']} is running"
+
+
+def _deployment_ready(deployment: dict[str, Any] | None, replicas: int) -> tuple[bool, int, int]:
+    if deployment is None:
+        return False, 0, 0
+    status = deployment.get("status", {}) or {}
+    ready = int(status.get("readyReplicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    current_generation = (status.get("observedGeneration") or 0) >= (deployment["metadata"].get("generation") or 0)
+    wanted = int(deployment.get("spec", {}).get("replicas", replicas))
+    return current_generation and updated >= wanted and ready >= wanted, ready, int(status.get("replicas") or 0)
+
+
+def desired_state(model: ModelRef, observed: Observed, settings: OperatorSettings, now: str) -> Plan:
+    previous = observed.status or {}
+    status: dict[str, Any] = {
+        "observedGeneration": model.generation,
+        "selector": label_selector(model),
+    }
+    conditions: list[dict[str, Any]] = []
+    plan = Plan(apply=[], delete_jobs=[], status=status)
+
+    def finish(phase: str) -> Plan:
+        status["phase"] = phase
+        status["conditions"] = merge_conditions(previous.get("conditions", []), conditions, model.generation, now)
+        return plan
+
+    hardware = observed.hardware_class
+    class_name = model.spec.hardware.class_name
+    if hardware is None:
+        reason, message = (
+            ("InvalidHardwareClass", observed.hardware_class_error)
+            if observed.hardware_class_error
+            else ("HardwareClassNotFound", f"HardwareClass {class_name!r} does not exist; the model waits for it")
+        )
+        conditions.append(condition("HardwareClassResolved", False, reason, message))
+        conditions.append(condition("Ready", _was_ready(previous), "HardwareClassUnavailable", message))
+        _keep_serving_fields(previous, status)
+        return finish("Pending")
+    refused = [s for s in model.spec.optimization.steps if not hardware.allows(s)]
+    if refused:
+        message = f"recipe {', '.join(refused)} is not available on HardwareClass {class_name!r} ({hardware.instance_kind}); allowed: {', '.join(hardware.effective_recipes())}"
+        conditions.append(condition("HardwareClassResolved", False, "RecipeNotSupported", message))
+        conditions.append(condition("Ready", False, "RecipeNotSupported", message))
+        return finish("Failed")
+    conditions.append(condition("HardwareClassResolved", True, "Found", f"{class_name} ({hardware.instance_kind})"))
+
+    spec_hash = optimization_hash(model.spec, hardware)
+    current_job_name = job_name(model.name, spec_hash)
+    plan.job_name = current_job_name
+    plan.artifact_uri = artifact_uri(model, spec_hash, settings)
+    status["jobName"] = current_job_name
+    jobs = {j["metadata"]["name"]: j for j in observed.jobs}
+    plan.delete_jobs = sorted(n for n in jobs if n != current_job_name)
+    job = jobs.get(current_job_name)
+    state, reason, message = _job_state(job)
+    if state != "succeeded":
+        plan.apply.append(desired_job(model, hardware, spec_hash, settings))
+
+    revision: Revision | None = None
+    if state == "succeeded":
+        if observed.report is None and observed.report_error is None:
+            plan.needs_report = True
+        report = observed.report
+        if report is not None and not report.passed:
+            drop = report.accuracy.drop if report.accuracy else None
+            message = f"the optimized model broke its accuracy budget (drop {drop}); nothing was deployed"
+            conditions.append(condition("Optimized", False, "AccuracyBudgetExceeded", message))
+            conditions.append(condition("Ready", _was_ready(previous), "AccuracyBudgetExceeded", message))
+            status["report"] = report.model_dump(mode="json", by_alias=True, exclude_none=True)
+            _keep_serving_fields(previous, status)
+            return finish("Failed")
+        note = f"report unavailable: {observed.report_error}" if observed.report_error else ""
+        conditions.append(condition("Optimized", True, "JobSucceeded", note or f"artifact at {plan.artifact_uri}"))
+        revision = Revision(plan.artifact_uri, report)
+        status["artifactUri"] = plan.artifact_uri
+        if report is not None:
+            status["report"] = report.model_dump(mode="json", by_alias=True, exclude_none=True)
+    elif state == "failed":
+        conditions.append(condition("Optimized", False, reason, f"{message} (Job {current_job_name}; retried up to backoffLimit {settings.job_backoff_limit}; change the spec to try again)"))
+    else:
+        conditions.append(condition("Optimized", None, reason or "JobPending", message or f"creating optimization Job {current_job_name}"))
+        if previous.get("artifactUri"):
+            previous_report = previous.get("report")
+            revision = Revision(previous["artifactUri"], OptimizationReport.model_validate(previous_report) if previous_report else None)
+
+    if revision is None:
+        if state == "failed":
+            conditions.append(condition("Ready", False, "OptimizationFailed", message))
+            return finish("Failed")
+        conditions.append(condition("Ready", False, "Optimizing", "waiting for the optimization Job"))
+        return finish("Optimizing")
+
+    try:
+        serving, batching = desired_serving(model, hardware, revision, settings)
+    except ModelConfigError as exc:
+        conditions.append(condition("Ready", False, "InvalidModelConfig", str(exc)))
+        return finish("Failed")
+    plan.apply.extend(serving)
+    status["artifactUri"] = revision.artifact_uri
+    if revision.report is not None:
+        status["report"] = revision.report.model_dump(mode="json", by_alias=True, exclude_none=True)
+    status["batching"] = batching.model_dump(mode="json", by_alias=True) if batching else None
+    status["endpoint"] = endpoint(model)
+    ready, ready_replicas, replicas = _deployment_ready(observed.deployment, model.spec.serving.replicas)
+    status["readyReplicas"] = ready_replicas
+    status["replicas"] = replicas
+
+    if ready and settings.smoke_test:
+        if observed.smoke is None:
+            plan.smoke_target = (endpoint(model), repository_model_name(model, revision), model_signature(model.spec, revision.report))
+            ready = False
+            smoke_reason, smoke_message = "SmokeTestPending", "sending a smoke inference"
+        elif not observed.smoke.ok:
+            ready = False
+            smoke_reason, smoke_message = "SmokeTestFailed", observed.smoke.message
+    if ready:
+        detail = f"{ready_replicas} replica(s) ready at {status['endpoint']}"
+        if observed.smoke is not None:
+            detail += f"; smoke inference: {observed.smoke.message}"
+        conditions.append(condition("Ready", True, "DeploymentReady", detail))
+    elif observed.deployment is not None and _deployment_ready(observed.deployment, model.spec.serving.replicas)[0]:
+        conditions.append(condition("Ready", False, smoke_reason, smoke_message))
+    else:
+        conditions.append(condition("Ready", False, "DeploymentProgressing", f"{ready_replicas} of {model.spec.serving.replicas} replica(s) ready"))
+    if state in ("running", "absent"):
+        return finish("Optimizing")
+    if state == "failed":
+        return finish("Failed")
+    return finish("Ready" if ready else "Deploying")
+
+
+def _was_ready(previous: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in previous.get("conditions", []) or [])
+
+
+def _keep_serving_fields(previous: dict[str, Any], status: dict[str, Any]) -> None:
+    for key in ("artifactUri", "report", "batching", "endpoint", "replicas", "readyReplicas", "jobName"):
+        if key in previous:
+            status[key] = previous[key]

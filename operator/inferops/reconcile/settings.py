@@ -1,0 +1,32 @@
+"""Operator-wide settings (flags and environment of `inferops operator`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-py3"
+DEFAULT_OPTIMIZER_IMAGE = "ghcr.io/inferops/optimizer:0.1.0"
+FIELD_MANAGER = "inferops"
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    artifact_root: str = "s3://inferops-artifacts"
+    optimizer_image: str = DEFAULT_OPTIMIZER_IMAGE
+    triton_image: str = DEFAULT_TRITON_IMAGE
+    job_backoff_limit: int = 2
+    smoke_test: bool = True
+    storage_secret: str | None = None  # Secret the Job and the pull step use for the artifact store
+
+    @classmethod
+    def from_env(cls) -> "OperatorSettings":
+        env = os.environ
+        return cls(
+            artifact_root=env.get("INFEROPS_ARTIFACT_ROOT", cls.artifact_root).rstrip("/"),
+            optimizer_image=env.get("INFEROPS_OPTIMIZER_IMAGE", cls.optimizer_image),
+            triton_image=env.get("INFEROPS_TRITON_IMAGE", cls.triton_image),
+            job_backoff_limit=int(env.get("INFEROPS_JOB_BACKOFF_LIMIT", cls.job_backoff_limit)),
+            smoke_test=env.get("INFEROPS_SMOKE_TEST", "true").lower() in ("1", "true", "yes", "on"),
+            storage_secret=env.get("INFEROPS_STORAGE_SECRET") or None,
+        )

@@ -1,0 +1,177 @@
+"""The I/O around the pure core: read what exists, ask the core, write only the difference."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from .api.hardware_class import HardwareClassSpec
+from .api.inference_model import InferenceModelSpec, InferenceModelStatus
+from .api.report import OptimizationReport
+from .kube import Kube
+from .reconcile.children import ModelRef
+from .reconcile.conditions import condition, merge_conditions
+from .reconcile.naming import serving_name
+from .reconcile.plan import Observed, Plan, SmokeResult, desired_state
+from .reconcile.settings import OperatorSettings
+
+log = logging.getLogger("inferops.reconcile")
+STATUS_FIELDS = {f.alias or name for name, f in InferenceModelStatus.model_fields.items()}
+RETRY_FAILED_PROBES_AFTER_S = 30.0
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _validation_message(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
+
+
+def read_report(artifact_uri: str) -> OptimizationReport:
+    from .storage import fetch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = fetch(f"{artifact_uri}/report.json", Path(tmp))
+        return OptimizationReport.model_validate_json(path.read_text())
+
+
+def run_smoke(url: str, model_name: str, signature: Any) -> SmokeResult:
+    from .triton.probe import smoke_infer
+
+    try:
+        result = smoke_infer(url, model_name, signature)
+    except Exception as exc:  # any failure is the answer: the deployment does not serve
+        return SmokeResult(False, f"{type(exc).__name__}: {exc}")
+    return SmokeResult(True, f"ok in {result.get('latency_ms', 0):.1f} ms")
+
+
+class Reconciler:
+    def __init__(
+        self,
+        kube: Kube,
+        settings: OperatorSettings,
+        post_event: Callable[[dict[str, Any], str, str, str], None] | None = None,
+    ):
+        self.kube = kube
+        self.settings = settings
+        self.post_event = post_event
+        self._locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._reports: dict[str, tuple[float, OptimizationReport | None, str | None]] = {}
+        self._smoke: dict[tuple[str, str, int], tuple[float, SmokeResult]] = {}
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        async with self._locks[(namespace, name)]:
+            body = await self.kube.get_model(namespace, name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return  # children go with it through their owner references
+            await self._reconcile(body)
+
+    async def _reconcile(self, body: dict[str, Any]) -> None:
+        meta = body["metadata"]
+        live_status = body.get("status") or {}
+        try:
+            spec = InferenceModelSpec.model_validate(body.get("spec") or {})
+        except ValidationError as exc:
+            message = _validation_message(exc)
+            status = {
+                "phase": "Failed",
+                "observedGeneration": meta.get("generation", 0),
+                "conditions": merge_conditions(
+                    live_status.get("conditions", []), [condition("Ready", False, "InvalidSpec", message)], meta.get("generation", 0), now_iso()
+                ),
+            }
+            await self._write_status(body, status)
+            return
+        model = ModelRef(meta["name"], meta["namespace"], meta["uid"], meta.get("generation", 0), spec)
+        observed = await self._observe(model, live_status)
+        plan = desired_state(model, observed, self.settings, now_iso())
+        if plan.needs_report:
+            observed.report, observed.report_error = await self._report(plan.artifact_uri)
+            plan = desired_state(model, observed, self.settings, now_iso())
+        if plan.smoke_target:
+            observed.smoke = await self._smoke_result(model, observed, plan)
+            plan = desired_state(model, observed, self.settings, now_iso())
+        await self._apply(model, plan, observed)
+        await self._write_status(body, plan.status)
+
+    async def _observe(self, model: ModelRef, live_status: dict[str, Any]) -> Observed:
+        class_body = await self.kube.get_hardware_class(model.spec.hardware.class_name)
+        hardware, hardware_error = None, None
+        if class_body is not None:
+            try:
+                hardware = HardwareClassSpec.model_validate(class_body.get("spec") or {})
+            except ValidationError as exc:
+                hardware_error = f"HardwareClass {model.spec.hardware.class_name!r} is invalid: {_validation_message(exc)}"
+        jobs, deployment = await asyncio.gather(
+            self.kube.list_owned("batch/v1", "Job", model.namespace, model.name),
+            self.kube.get_owned("apps/v1", "Deployment", model.namespace, serving_name(model.name)),
+        )
+        return Observed(
+            hardware_class=hardware,
+            hardware_class_error=hardware_error,
+            jobs=[j for j in jobs if _owned_by(j, model.uid)],
+            deployment=deployment if deployment and _owned_by(deployment, model.uid) else None,
+            status=live_status,
+        )
+
+    async def _report(self, artifact_uri: str | None) -> tuple[OptimizationReport | None, str | None]:
+        assert artifact_uri
+        cached = self._reports.get(artifact_uri)
+        if cached and (cached[1] is not None or time.monotonic() - cached[0] < RETRY_FAILED_PROBES_AFTER_S):
+            return cached[1], cached[2]
+        try:
+            report, error = await asyncio.to_thread(read_report, artifact_uri), None
+        except Exception as exc:
+            report, error = None, f"{type(exc).__name__}: {exc}"
+        self._reports[artifact_uri] = (time.monotonic(), report, error)
+        return report, error
+
+    async def _smoke_result(self, model: ModelRef, observed: Observed, plan: Plan) -> SmokeResult:
+        generation = int((observed.deployment or {}).get("metadata", {}).get("generation") or 0)
+        key = (model.uid, plan.status.get("artifactUri") or "", generation)
+        cached = self._smoke.get(key)
+        if cached and (cached[1].ok or time.monotonic() - cached[0] < RETRY_FAILED_PROBES_AFTER_S):
+            return cached[1]
+        result = await asyncio.to_thread(run_smoke, *plan.smoke_target)
+        self._smoke[key] = (time.monotonic(), result)
+        return result
+
+    async def _apply(self, model: ModelRef, plan: Plan, observed: Observed) -> None:
+        for desired in plan.apply:
+            live = observed.deployment if desired["kind"] == "Deployment" else None
+            if desired["kind"] == "Job":
+                live = next((j for j in observed.jobs if j["metadata"]["name"] == desired["metadata"]["name"]), None)
+                if live is not None:
+                    continue  # a Job's template is immutable; its name already encodes the spec
+            if await self.kube.apply_if_changed(desired, live):
+                log.info("applied %s %s/%s", desired["kind"], model.namespace, desired["metadata"]["name"])
+        for name in plan.delete_jobs:
+            log.info("retiring optimization Job %s/%s", model.namespace, name)
+            await self.kube.delete_job(model.namespace, name)
+
+    async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
+        live = body.get("status") or {}
+        patch = {k: v for k, v in status.items() if live.get(k) != v}
+        patch.update({k: None for k in STATUS_FIELDS if k in live and k not in status})
+        if not patch:
+            return
+        meta = body["metadata"]
+        await self.kube.patch_model_status(meta["namespace"], meta["name"], patch)
+        old_phase, new_phase = live.get("phase"), status.get("phase")
+        if new_phase != old_phase and self.post_event is not None:
+            ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
+            message = f"{old_phase or 'New'} -> {new_phase}" + (f": {ready['message']}" if ready and ready.get("message") else "")
+            self.post_event(body, "Warning" if new_phase == "Failed" else "Normal", new_phase, message[:1024])
+
+
+def _owned_by(obj: dict[str, Any], uid: str) -> bool:
+    return any(ref.get("uid") == uid for ref in obj["metadata"].get("ownerReferences") or [])
