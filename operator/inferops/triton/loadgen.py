@@ -1,0 +1,170 @@
+"""Closed-loop load on a Triton model: N clients, each sending its next request when the last returns.
+
+Used by `inferops bench` and by the batching tuner. The clients are asyncio tasks on
+tritonclient's aio clients, so one Python thread keeps many requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from inferops.api.tensors import Signature
+
+PROTOCOLS = ("grpc", "http")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    concurrency: int
+    requests: int
+    errors: int
+    duration_s: float
+    throughput_per_s: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    first_error: str | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LoadError(RuntimeError):
+    pass
+
+
+def request_inputs(signature: Signature, max_batch_size: int, batch: int = 1, seed: int = 0) -> dict[str, np.ndarray]:
+    """Arrays matching a signature: random floats, zeros for integers, bools and strings.
+
+    Signature dims exclude the batch dimension; with max_batch_size > 0 a batch dimension of
+    `batch` is put in front, otherwise the model's leading dim (-1 in its config) gets `batch`.
+    Other variable dims (-1) become 1.
+    """
+    from tritonclient.utils import triton_to_np_dtype
+
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for tensor in signature.inputs:
+        shape = [batch] + [1 if d == -1 else d for d in tensor.dims]
+        if tensor.datatype == "BYTES":
+            arrays[tensor.name] = np.full(shape, b"", dtype=np.object_)
+            continue
+        dtype = triton_to_np_dtype(tensor.datatype)
+        if np.issubdtype(dtype, np.floating):
+            arrays[tensor.name] = rng.random(shape, dtype=np.float32).astype(dtype)
+        else:
+            arrays[tensor.name] = np.zeros(shape, dtype=dtype)
+    return arrays
+
+
+def _client_module(protocol: str):
+    if protocol == "grpc":
+        import tritonclient.grpc.aio as module
+    elif protocol == "http":
+        import tritonclient.http.aio as module
+    else:
+        raise ValueError(f"protocol {protocol!r} is not one of {PROTOCOLS}")
+    return module
+
+
+def _infer_inputs(module, arrays: dict[str, np.ndarray]) -> list:
+    from tritonclient.utils import np_to_triton_dtype
+
+    inputs = []
+    for name, array in arrays.items():
+        item = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        item.set_data_from_numpy(array)
+        inputs.append(item)
+    return inputs
+
+
+async def _drive(url, model_name, arrays, concurrency, requests, duration_s, warmup_s, protocol, timeout_s):
+    module = _client_module(protocol)
+    client = module.InferenceServerClient(url)
+    latencies: list[float] = []
+    errors: list[str] = []
+    state = {"measuring": False, "issued": 0}
+    stop = asyncio.Event()
+
+    async def worker():
+        inputs = _infer_inputs(module, arrays)
+        while not stop.is_set():
+            counted = state["measuring"]
+            if counted:
+                if requests is not None and state["issued"] >= requests:
+                    return
+                state["issued"] += 1
+            start = time.perf_counter()
+            try:
+                await client.infer(model_name, inputs, **({"client_timeout": timeout_s} if protocol == "grpc" else {}))
+            except Exception as error:  # noqa: BLE001 - reported, and counted as a failed request
+                if counted:
+                    errors.append(f"{type(error).__name__}: {error}")
+                continue
+            if counted and not stop.is_set():
+                latencies.append(time.perf_counter() - start)
+
+    try:
+        tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
+        await asyncio.sleep(warmup_s)
+        state["measuring"] = True
+        # Requests issued during warm-up and finishing now are not counted: their start was unmeasured.
+        began = time.perf_counter()
+        if requests is None:
+            await asyncio.sleep(duration_s)
+            stop.set()
+            elapsed = time.perf_counter() - began
+            await asyncio.gather(*tasks)
+        else:
+            # Completed only when every counted request has come back.
+            while len(latencies) + len(errors) < requests:
+                if all(t.done() for t in tasks) and len(latencies) + len(errors) < requests:
+                    break
+                await asyncio.sleep(0.001)
+            elapsed = time.perf_counter() - began
+            stop.set()
+            await asyncio.gather(*tasks)
+    finally:
+        await client.close()
+    return latencies, errors, elapsed
+
+
+def run_load(
+    url: str,
+    model_name: str,
+    arrays: dict[str, np.ndarray],
+    *,
+    concurrency: int,
+    requests: int | None = None,
+    duration_s: float | None = 2.0,
+    warmup_s: float = 0.5,
+    protocol: str = "grpc",
+    timeout_s: float = 30.0,
+) -> LoadResult:
+    """Keep `concurrency` requests in flight for `duration_s` seconds (or until `requests` counted ones
+    are done) after `warmup_s` of uncounted load; every request sends `arrays`."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be >= 1")
+    if requests is None and not duration_s:
+        raise ValueError("give a number of requests or a duration")
+    latencies, errors, elapsed = asyncio.run(_drive(url, model_name, arrays, concurrency, requests, duration_s, warmup_s, protocol, timeout_s))
+    if not latencies:
+        raise LoadError(f"no successful request to {model_name!r} at {url} ({len(errors)} failed): {errors[0] if errors else 'none completed'}")
+    ms = np.array(latencies) * 1e3
+    return LoadResult(
+        concurrency=concurrency,
+        requests=len(latencies),
+        errors=len(errors),
+        duration_s=elapsed,
+        throughput_per_s=len(latencies) / elapsed,
+        p50_ms=float(np.percentile(ms, 50)),
+        p90_ms=float(np.percentile(ms, 90)),
+        p99_ms=float(np.percentile(ms, 99)),
+        mean_ms=float(ms.mean()),
+        first_error=errors[0] if errors else None,
+    )

@@ -1,0 +1,340 @@
+"""`dynamicBatching: auto`: profile a model on a real Triton server and pick its batching config.
+
+The search space is a grid of max_batch_size x max_queue_delay x instance count. Each point
+is measured by reloading the model with that config (explicit model control) and driving it
+with `concurrency` closed-loop clients. The objective: the highest throughput whose p99
+latency meets the latency objective.
+
+`hill_climb` walks the grid one axis at a time from a start point that follows from the load
+(batches never grow past the number of requests in flight), keeps every measured point in a
+cache, and stops when no neighbour improves or its budget of measurements is spent.
+`exhaustive` measures every point; it exists to check the climber.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from inferops.api.report import TuningReport
+from inferops.api.tensors import BatchingConfig, Signature, TensorSpec
+
+from .config import build_model_config, parse_model_config
+from .loadgen import request_inputs, run_load
+from .python_backend import ONNX_FILE, to_python_backend
+
+Point = tuple[int, int, int]  # (max_batch_size, max_queue_delay_us, instance_count)
+
+
+@dataclass(frozen=True)
+class TuningGrid:
+    max_batch_sizes: tuple[int, ...] = (4, 8, 16, 32)
+    queue_delays_us: tuple[int, ...] = (0, 1000, 5000)
+    instance_counts: tuple[int, ...] = (1, 2)
+
+    def __post_init__(self):
+        for axis in self.axes:
+            if not axis or list(axis) != sorted(set(axis)):
+                raise ValueError(f"grid axis {axis} must be non-empty, sorted and without repeats")
+        if self.max_batch_sizes[0] < 1:
+            raise ValueError("max batch sizes must be >= 1 for dynamic batching")
+
+    @property
+    def axes(self) -> tuple[tuple[int, ...], ...]:
+        return (self.max_batch_sizes, self.queue_delays_us, self.instance_counts)
+
+    @property
+    def size(self) -> int:
+        return math.prod(len(a) for a in self.axes)
+
+    def points(self) -> list[Point]:
+        return list(itertools.product(*self.axes))
+
+
+def batching_for(point: Point) -> BatchingConfig:
+    """The config of a grid point. The batcher is asked to prefer full batches: with the delay it
+    waits for max_batch_size requests, and sends what it has when the delay runs out."""
+    max_batch_size, delay_us, instances = point
+    return BatchingConfig(
+        max_batch_size=max_batch_size,
+        preferred_batch_sizes=[max_batch_size],
+        max_queue_delay_microseconds=delay_us,
+        instance_count=instances,
+        dynamic_batching=True,
+    )
+
+
+@dataclass(frozen=True)
+class Measurement:
+    point: Point
+    throughput_per_s: float
+    p50_ms: float
+    p99_ms: float
+    error: str | None = None
+
+    def feasible(self, objective_ms: float) -> bool:
+        return self.error is None and self.p99_ms <= objective_ms
+
+
+def better(a: Measurement, b: Measurement | None, objective_ms: float) -> bool:
+    """Meeting the objective beats missing it; then throughput decides; among misses, lower p99."""
+    if b is None:
+        return True
+    fa, fb = a.feasible(objective_ms), b.feasible(objective_ms)
+    if fa != fb:
+        return fa
+    if fa:
+        return a.throughput_per_s > b.throughput_per_s
+    return (a.error is None, -a.p99_ms) > (b.error is None, -b.p99_ms)
+
+
+@dataclass
+class SearchResult:
+    best: Measurement
+    measured: dict[Point, Measurement] = field(default_factory=dict)
+    grid_size: int = 0
+    objective_ms: float = 0.0
+
+    def report(self) -> TuningReport:
+        return TuningReport(
+            chosen=batching_for(self.best.point),
+            throughput_per_s=round(self.best.throughput_per_s, 2),
+            p99_ms=round(self.best.p99_ms, 3),
+            latency_objective_ms=self.objective_ms,
+            measurements=len(self.measured),
+            grid_size=self.grid_size,
+        )
+
+
+class _Cache:
+    """Measures each point once per search; counts what the search cost."""
+
+    def __init__(self, measure: Callable[[Point], Measurement]):
+        self._measure = measure
+        self.measured: dict[Point, Measurement] = {}
+
+    def __call__(self, point: Point) -> Measurement:
+        if point not in self.measured:
+            self.measured[point] = self._measure(point)
+        return self.measured[point]
+
+
+def exhaustive(measure: Callable[[Point], Measurement], grid: TuningGrid, objective_ms: float) -> SearchResult:
+    cache = _Cache(measure)
+    best = None
+    for point in grid.points():
+        m = cache(point)
+        if better(m, best, objective_ms):
+            best = m
+    return SearchResult(best, cache.measured, grid.size, objective_ms)
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def start_point(grid: TuningGrid, concurrency: int, cores: int) -> tuple[int, int, int]:
+    """Grid indices of the start: the largest batch the in-flight requests can fill, the shortest
+    non-zero delay (enough to gather requests that arrive together), and as many instances as
+    cores up to the grid's largest (each CPU instance runs one ONNX Runtime thread)."""
+    fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= concurrency]
+    batch_index = fillable[-1] if fillable else 0
+    delays = grid.queue_delays_us
+    delay_index = 1 if len(delays) > 1 and delays[0] == 0 else 0
+    fitting = [i for i, count in enumerate(grid.instance_counts) if count <= cores]
+    return (batch_index, delay_index, fitting[-1] if fitting else 0)
+
+
+def hill_climb(
+    measure: Callable[[Point], Measurement],
+    grid: TuningGrid,
+    objective_ms: float,
+    *,
+    concurrency: int,
+    budget: int | None = None,
+    cores: int | None = None,
+) -> SearchResult:
+    """Coordinate hill climbing over the grid's index space, at most `budget` measurements
+    (default: a quarter of the grid). Along each axis it steps in one direction while that
+    improves, then tries the other; it repeats passes over the axes until a pass moves nowhere.
+    Batch sizes above `concurrency` are never tried: that many requests are never queued at once."""
+    budget = budget if budget is not None else max(1, grid.size // 4)
+    cache = _Cache(measure)
+    axes = grid.axes
+    limits = [len(a) - 1 for a in axes]
+    fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= concurrency]
+    limits[0] = fillable[-1] if fillable else 0
+
+    def point_of(index: tuple[int, ...]) -> Point:
+        return tuple(axis[i] for axis, i in zip(axes, index))  # type: ignore[return-value]
+
+    current = start_point(grid, concurrency, cores or usable_cores())
+    best = cache(point_of(current))
+    moved = True
+    while moved and len(cache.measured) < budget:
+        moved = False
+        for axis in range(len(axes)):
+            for direction in (+1, -1):
+                stepped = False
+                while True:
+                    candidate = _step(current, axis, direction)
+                    if not 0 <= candidate[axis] <= limits[axis]:
+                        break
+                    point = point_of(candidate)
+                    if point not in cache.measured and len(cache.measured) >= budget:
+                        break
+                    m = cache(point)
+                    if not better(m, best, objective_ms):
+                        break
+                    current, best, stepped, moved = candidate, m, True, True
+                if stepped:
+                    break  # improved going this way: the other way is where we came from
+    return SearchResult(best, cache.measured, grid.size, objective_ms)
+
+
+def _step(index: tuple[int, ...], axis: int, direction: int) -> tuple[int, ...]:
+    return tuple(i + direction if a == axis else i for a, i in enumerate(index))
+
+
+def signature_from_config(config) -> Signature:
+    """The signature (dims without the batch dimension) of a parsed ModelConfig."""
+    from .config import model_config_pb2
+
+    def spec(tensor) -> TensorSpec:
+        dims = list(tensor.dims)
+        if config.max_batch_size == 0:
+            dims = dims[1:]
+        if tensor.HasField("reshape") and list(tensor.reshape.shape) == [] and dims == [1]:
+            dims = []
+        datatype = model_config_pb2.DataType.Name(tensor.data_type).removeprefix("TYPE_")
+        return TensorSpec(name=tensor.name, datatype="BYTES" if datatype == "STRING" else datatype, dims=dims)
+
+    return Signature(inputs=[spec(t) for t in config.input], outputs=[spec(t) for t in config.output])
+
+
+class Profiler:
+    """A Triton server in explicit model-control mode over a private copy of one model, and a
+    `measure(point)` that reloads the model with the point's config and drives it."""
+
+    def __init__(
+        self,
+        repository: Path,
+        model_name: str,
+        instance_kind: str = "KIND_CPU",
+        *,
+        concurrency: int = 16,
+        duration_s: float = 2.0,
+        warmup_s: float = 0.5,
+        protocol: str = "grpc",
+    ):
+        source = Path(repository) / model_name
+        config_text = (source / "config.pbtxt").read_text()
+        config = parse_model_config(config_text)
+        self.model_name = model_name
+        self.signature = signature_from_config(config)
+        self.backend = config.backend or {"tensorrt_plan": "tensorrt", "pytorch_libtorch": "pytorch", "onnxruntime_onnx": "onnxruntime"}.get(config.platform, config.platform)
+        self.instance_kind = instance_kind
+        self.concurrency = concurrency
+        self.duration_s = duration_s
+        self.warmup_s = warmup_s
+        self.protocol = protocol
+        self._source = source
+        self._workdir: Path | None = None
+        self.server = None
+        self.log: list[Measurement] = []
+
+    def __enter__(self) -> "Profiler":
+        from .server import TritonServer
+
+        self._workdir = Path(tempfile.mkdtemp(prefix="inferops-tune-"))
+        shutil.copytree(self._source, self._workdir / self.model_name)
+        # The wheel's server has no onnxruntime backend: ONNX models run on the python backend.
+        self._local_onnx = self.backend == "onnxruntime" and any((self._workdir / self.model_name).glob(f"*/{ONNX_FILE}"))
+        self._write_config(batching_for((1, 0, 1)))
+        self.server = TritonServer(self._workdir, explicit_models=[])
+        try:
+            self.server.start()
+        except BaseException:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.server is not None:
+            self.server.cleanup()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+
+    def _write_config(self, batching: BatchingConfig) -> None:
+        model_dir = self._workdir / self.model_name
+        (model_dir / "config.pbtxt").write_text(build_model_config(self.model_name, self.backend, self.signature, batching, self.instance_kind))
+        if self._local_onnx:
+            to_python_backend(model_dir)
+
+    def load(self, batching: BatchingConfig) -> None:
+        import tritonclient.http as http
+
+        self._write_config(batching)
+        client = http.InferenceServerClient(self.server.http_url, network_timeout=300.0, connection_timeout=300.0)
+        try:
+            client.load_model(self.model_name)
+        finally:
+            client.close()
+
+    def run(self, batching: BatchingConfig, *, concurrency: int | None = None, duration_s: float | None = None):
+        """Load `batching` and drive the model; returns the LoadResult."""
+        self.load(batching)
+        arrays = request_inputs(self.signature, batching.max_batch_size)
+        return run_load(
+            self.server.grpc_url if self.protocol == "grpc" else self.server.http_url,
+            self.model_name,
+            arrays,
+            concurrency=concurrency or self.concurrency,
+            duration_s=duration_s or self.duration_s,
+            warmup_s=self.warmup_s,
+            protocol=self.protocol,
+        )
+
+    def measure(self, point: Point) -> Measurement:
+        try:
+            result = self.run(batching_for(point))
+            m = Measurement(point, result.throughput_per_s, result.p50_ms, result.p99_ms, result.first_error if result.errors else None)
+        except Exception as error:  # noqa: BLE001 - a point that fails to load or serve is a bad point, not a crash
+            m = Measurement(point, 0.0, math.inf, math.inf, f"{type(error).__name__}: {error}")
+        self.log.append(m)
+        return m
+
+
+def tune_repository(
+    repository: Path,
+    model_name: str,
+    latency_objective_ms: float,
+    instance_kind: str = "KIND_CPU",
+    *,
+    grid: TuningGrid | None = None,
+    concurrency: int = 16,
+    duration_s: float = 2.0,
+    budget: int | None = None,
+    exhaustive_search: bool = False,
+) -> TuningReport:
+    """Profile `repository/model_name` on the local tritonserver and return the batching config
+    with the highest throughput whose p99 meets `latency_objective_ms` (the lowest p99 if none does).
+    The repository is not modified: write the chosen config with build_model_config."""
+    grid = grid or TuningGrid()
+    with Profiler(repository, model_name, instance_kind, concurrency=concurrency, duration_s=duration_s) as profiler:
+        if exhaustive_search:
+            result = exhaustive(profiler.measure, grid, latency_objective_ms)
+        else:
+            result = hill_climb(profiler.measure, grid, latency_objective_ms, concurrency=concurrency, budget=budget)
+    return result.report()
+
+
+def sweep_repository(repository: Path, model_name: str, latency_objective_ms: float, instance_kind: str = "KIND_CPU", **kwargs) -> TuningReport:
+    """The exhaustive sweep of the same grid, for comparison with tune_repository."""
+    return tune_repository(repository, model_name, latency_objective_ms, instance_kind, exhaustive_search=True, **kwargs)
