@@ -1,0 +1,90 @@
+"""`inferops optimize`: what the optimization Job runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+EPILOG = """\
+recipes (comma-separated, applied in order): none, quantize-int8-dynamic, quantize-int8-static,
+fp16, prune, distill, tensorrt.  Recipe parameters: --param key=value (repeatable), e.g.
+sparsity=0.5, method=structured|magnitude, fineTuneEpochs=10, studentWidth=0.25, studentDepth=2,
+student=URI, epochs=60, temperature=4, perChannel=true, calibrationSamples=256,
+calibrationMethod=MinMax, precision=FP16.
+
+model: an .onnx file, a folder with one .onnx file, or a BERT sentence-encoder folder
+(config.json + model.safetensors + tokenizer.json), exported to ONNX without torch.
+
+eval data (--eval-data):
+  .npz  arrays named after the model inputs (or `inputs` for a one-input model), batch first;
+        `labels` (int class per row) -> metric is top-1 accuracy; without labels the metric is
+        the mean cosine similarity of the first output to the original model's (fidelity).
+        `train_<input>`/`train_inputs` + `train_labels`: training split for prune fine-tuning
+        and distillation; `calib_<input>`: int8 static calibration rows.
+  .txt  one sentence a line, for models shipped with tokenizer.json; metric is cosine fidelity.
+
+output: a Triton model repository at --output: <name>/config.pbtxt, <name>/1/model.onnx, and
+report.json (written last: readers such as `inferops pull` require it).
+
+exit status: 0 published; 2 error (model, data, storage, recipe; nothing published);
+3 accuracy gate failed (drop beyond --accuracy-budget; nothing published).
+credentials: AWS_* environment variables or a Secret mounted at $INFEROPS_CREDENTIALS_DIR;
+AWS_ENDPOINT_URL for S3-compatible servers. They never appear in logs or the report.
+"""
+
+
+def _param(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key.strip(), value.strip()
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("--model", required=True, help="model URI: s3://, https://, file://, pvc://claim/path")
+    parser.add_argument("--recipe", required=True, help="recipe or comma-separated chain")
+    parser.add_argument("--output", required=True, help="URI of the Triton model repository to write")
+    parser.add_argument("--eval-data", help="eval data URI (.npz or .txt, see below)")
+    parser.add_argument("--accuracy-budget", type=float, default=0.01, help="largest allowed metric drop (0.01 = one point; default %(default)s)")
+    parser.add_argument("--hardware-class", help="HardwareClass name, recorded in the report")
+    parser.add_argument("--instance-kind", choices=("KIND_CPU", "KIND_GPU"), help="Triton instance kind (default: KIND_GPU for GPU recipes, else KIND_CPU)")
+    parser.add_argument("--model-name", help="Triton model name (default: from the model URI)")
+    parser.add_argument("--max-batch-size", type=int, default=32, help="Triton max_batch_size (default %(default)s)")
+    parser.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE", help="recipe parameter (repeatable)")
+    parser.add_argument("--report", help="also write the JSON report to this local path (written on failure too)")
+    parser.add_argument("--tune", action="store_true", help="tune dynamic batching on a local Triton server (needs --latency-objective-ms)")
+    parser.add_argument("--latency-objective-ms", type=float, help="p99 latency objective for --tune")
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+    from pathlib import Path
+
+    from inferops.storage.credentials import redact
+    from inferops.storage.logsetup import setup_logging
+
+    from .pipeline import OptimizeFailed, Options, optimize
+
+    setup_logging()
+    opts = Options(
+        model_uri=args.model, recipe=args.recipe, output_uri=args.output, eval_uri=args.eval_data,
+        accuracy_budget=args.accuracy_budget, hardware_class=args.hardware_class, instance_kind=args.instance_kind,
+        model_name=args.model_name, params=dict(args.param), max_batch_size=args.max_batch_size,
+        tune=args.tune, latency_objective_ms=args.latency_objective_ms,
+    )
+    code = 0
+    try:
+        report = optimize(opts)
+    except OptimizeFailed as exc:
+        report, code = exc.report, exc.exit_code
+        logging.getLogger("inferops.optimize").error("%s", exc)
+    text = redact(report.model_dump_json(by_alias=True, indent=2))
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(text)
+    print(text)
+    if code:
+        print(f"error: {redact(report.notes[-1])}", file=sys.stderr)
+    return code

@@ -1,0 +1,42 @@
+"""Lay out a Triton model repository: <name>/config.pbtxt and <name>/1/model.onnx, report.json beside them."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from inferops.api.report import OptimizationReport
+from inferops.api.tensors import BatchingConfig, Signature
+
+
+def render_config(name: str, signature: Signature, batching: BatchingConfig | None, instance_kind: str, accelerator: dict | None) -> str:
+    try:
+        from inferops.triton.config import build_model_config, parse_model_config
+    except ModuleNotFoundError as exc:
+        raise RuntimeError(f"inferops.triton.config is not in this build ({exc.name}); cannot write config.pbtxt") from None
+    text = build_model_config(name, "onnxruntime", signature, batching, instance_kind)
+    if accelerator is None:
+        return text
+    from google.protobuf import text_format
+
+    config = parse_model_config(text)
+    acc = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name=accelerator["name"])
+    for key, value in accelerator.get("parameters", {}).items():
+        acc.parameters[key] = value
+    text = text_format.MessageToString(config)
+    parse_model_config(text)
+    return text
+
+
+def write_repository(root: Path, name: str, model: Path, config_text: str) -> list[Path]:
+    version = root / name / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, version / "model.onnx")
+    (root / name / "config.pbtxt").write_text(config_text)
+    return [version / "model.onnx", root / name / "config.pbtxt"]
+
+
+def write_report(root: Path, report: OptimizationReport) -> Path:
+    path = root / "report.json"
+    path.write_text(report.model_dump_json(by_alias=True, indent=2))
+    return path
