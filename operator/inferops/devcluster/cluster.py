@@ -26,6 +26,17 @@ PROFILES = Path(__file__).parent / "profiles"
 _PR_SET_PDEATHSIG = 1
 
 
+# Every write request, by whom: lets tests count what a reconcile really wrote.
+AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+"""
+
+
 class ClusterError(RuntimeError):
     pass
 
@@ -126,6 +137,9 @@ class LocalCluster(Cluster):
         self.server = f"https://127.0.0.1:{api_port}"
         self._write_kubeconfig(pki.ca.cert, admin.cert, admin.key)
 
+        self.audit_log = self.workdir / "logs" / "audit.jsonl"
+        audit_policy = self.workdir / "audit-policy.yaml"
+        audit_policy.write_text(AUDIT_POLICY)
         etcd_data = self.workdir / "etcd"
         self._spawn(
             "etcd",
@@ -157,6 +171,10 @@ class LocalCluster(Cluster):
             "--allow-privileged=true",
             "--profiling=false",
             "--endpoint-reconciler-type=none",
+            f"--audit-policy-file={audit_policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-mode=blocking",
             "--v=1",
         )
         self._wait_http(f"{self.server}/readyz", deadline, pki, admin)
@@ -219,6 +237,16 @@ class LocalCluster(Cluster):
         return [p.popen.pid for p in self._procs]
 
     # -- helpers -----------------------------------------------------------------------
+
+    def audit_writes(self, user: str | None = None) -> list[dict]:
+        """Write requests the API server completed, oldest first (optionally only those of `user`)."""
+        events = []
+        if self.audit_log.exists():
+            for line in self.audit_log.read_text().splitlines():
+                event = json.loads(line)
+                if user is None or event.get("user", {}).get("username") == user:
+                    events.append(event)
+        return events
 
     def restart_process(self, name: str) -> None:
         """Stop and start one control-plane process with the same arguments (fault tests)."""

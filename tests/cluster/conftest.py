@@ -1,0 +1,126 @@
+"""The operator under test: the real `inferops operator` process, run as a ServiceAccount with
+the Helm chart's RBAC, against the session's cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inferops.devcluster.binaries import ensure_binaries
+
+REPO = Path(__file__).resolve().parents[2]
+OPERATOR_NAMESPACE = "inferops-system"
+OPERATOR_SA = "inferops"
+OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def chart_rbac(namespace: str) -> list[dict]:
+    """The ServiceAccount, ClusterRole(s) and binding(s) exactly as the chart renders them."""
+    helm = ensure_binaries(("helm",))["helm"]
+    rendered = subprocess.run(
+        [str(helm), "template", "inferops", str(REPO / "charts" / "inferops"), "--namespace", namespace, "--set", "webhook.enabled=true"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+    return [d for d in yaml.safe_load_all(rendered) if d and d.get("kind") in kinds]
+
+
+class OperatorProcess:
+    def __init__(self, cluster, workdir: Path, env: dict[str, str]):
+        self.cluster = cluster
+        self.workdir = workdir
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.log = workdir / "operator.log"
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        out = open(self.log, "a")
+        out.write(f"\n===== start #{self.starts}\n")
+        out.flush()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "inferops.cli", "operator", "--verbose"],
+            env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while "Initial authentication has finished" not in self.log.read_text() or not self._webhook_ready():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"operator did not start:\n{self.tail()}")
+            time.sleep(0.2)
+
+    def _webhook_ready(self) -> bool:
+        return self.cluster.kubectl("get", "validatingwebhookconfiguration", "validate.inferops.dev", check=False).returncode == 0
+
+    def kill(self) -> None:
+        """SIGKILL, as a node failure or OOM would: no cleanup runs."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def operator(cluster, tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("operator")
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    for crd in ("inferencemodels.inferops.dev", "hardwareclasses.inferops.dev"):
+        cluster.kubectl("wait", f"crd/{crd}", "--for=condition=Established", "--timeout=30s")
+    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    for obj in chart_rbac(OPERATOR_NAMESPACE):
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    token = cluster.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NAMESPACE, "--duration=24h").stdout.strip()
+    kubeconfig = workdir / "operator.kubeconfig"
+    cluster.with_token(token, kubeconfig)
+    artifacts = workdir / "artifacts"
+    artifacts.mkdir()
+    env = dict(
+        os.environ,
+        KUBECONFIG=str(kubeconfig),
+        INFEROPS_ARTIFACT_ROOT=f"file://{artifacts}",
+        INFEROPS_SMOKE_TEST="false",  # kwok pods run nothing; the Triton tests cover the smoke inference
+        INFEROPS_WEBHOOK=f"local:{_free_port()}",
+        INFEROPS_RESYNC_SECONDS="3600",
+        INFEROPS_WATCH_SERVER_TIMEOUT="60",
+    )
+    proc = OperatorProcess(cluster, workdir, env)
+    proc.artifacts = artifacts
+    proc.start()
+    yield proc
+    proc.stop()
+    cluster.kubectl("delete", "validatingwebhookconfiguration", "validate.inferops.dev", check=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "operator" in item.fixturenames:
+        proc = item.funcargs.get("operator")
+        if proc is not None:
+            report.sections.append(("operator log (tail)", proc.tail()))
