@@ -145,3 +145,28 @@ def test_none_recipe_publishes_the_model_as_is(digits, tmp_path):
     assert code == 0 and report["steps"] == []
     assert (tmp_path / "o/d/1/model.onnx").read_bytes() == digits.model.read_bytes()
     assert np.isclose(report["sizeBytes"]["before"], report["sizeBytes"]["after"])
+
+
+@pytest.mark.triton
+@pytest.mark.slow
+def test_tune_profiles_on_a_real_triton_and_writes_the_chosen_batching(digits, tmp_path):
+    pytest.importorskip("inferops.triton.tuner")
+    from inferops.triton.server import wheel_paths
+
+    try:
+        wheel_paths()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"tritonserver unavailable: {exc}")
+    code, report = run_optimize("--model", f"file://{digits.model}", "--recipe", "quantize-int8-dynamic", "--output", f"file://{tmp_path}/o",
+                                "--eval-data", f"file://{digits.data}", "--model-name", "d", "--tune", "--latency-objective-ms", "50")
+    assert code == 0, report["notes"]
+    tuning = report["tuning"]
+    assert tuning["latencyObjectiveMs"] == 50 and tuning["measurements"] >= 1
+    config = parse_model_config((tmp_path / "o/d/config.pbtxt").read_text())
+    assert config.max_batch_size == tuning["chosen"]["maxBatchSize"]
+    assert config.instance_group[0].count == tuning["chosen"]["instanceCount"]
+
+
+def test_tune_without_objective_is_refused(digits, tmp_path):
+    code, report = run_optimize("--model", f"file://{digits.model}", "--recipe", "none", "--output", f"file://{tmp_path}/o", "--tune")
+    assert code == 2 and "--latency-objective-ms" in report["notes"][-1]

@@ -217,8 +217,12 @@ def optimize(opts: Options) -> OptimizationReport:
             raise fail(str(exc)) from None
         files = write_repository(repo, name, current, config)
         if tuner is not None:
+            if batching is None:
+                raise fail("--tune needs a model with a free batch dimension; this one has none")
             log.info("tuning dynamic batching on a local Triton server (objective p99 %.1f ms)", opts.latency_objective_ms)
             report.tuning = tuner.tune_repository(repo, name, opts.latency_objective_ms, kind or "KIND_CPU")
+            log.info("tuned: %s", report.tuning.chosen.model_dump(by_alias=True))
+            (repo / name / "config.pbtxt").write_text(render_config(name, signature, report.tuning.chosen, kind or "KIND_CPU", accelerator))
         report.checksums = {f.relative_to(repo).as_posix(): sha256(f) for f in files}
         write_report(repo, report)
         try:
