@@ -1,0 +1,163 @@
+"""The chart renders, lints clean, and its values schema refuses bad values (no cluster needed)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from inferops.api.recipes import RECIPES
+
+from .conftest import CHART, KUBE_VERSION, render, run_helm, set_args
+
+ALL_ON = {
+    "webhook.enabled": "true",
+    "webhook.certSecret": "inferops-webhook-tls",
+    "hardwareClasses.create": "true",
+    "watchNamespaces": "{ml-a,ml-b}",
+    "operator.storageSecret": "artifact-store",
+}
+
+
+def by_kind(docs: list[dict], kind: str) -> list[dict]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def container(docs: list[dict]) -> dict:
+    (deployment,) = by_kind(docs, "Deployment")
+    (only,) = deployment["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def env_of(docs: list[dict]) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(docs)["env"]}
+
+
+def rules(docs: list[dict]) -> set[tuple[str, str, str]]:
+    (role,) = by_kind(docs, "ClusterRole")
+    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+
+
+def _grants(group: str, resources: list[str], verbs: list[str]) -> set[tuple[str, str, str]]:
+    return {(group, r, v) for r in resources for v in verbs}
+
+
+# The calls the operator makes, and nothing more.
+OPERATOR_RULES = (
+    _grants("inferops.dev", ["inferencemodels", "hardwareclasses"], ["get", "list", "watch"])
+    | _grants("inferops.dev", ["inferencemodels/status"], ["patch"])
+    | _grants("batch", ["jobs"], ["get", "list", "watch", "create", "patch", "delete"])
+    | _grants("apps", ["deployments"], ["get", "list", "watch", "create", "patch"])
+    | _grants("", ["services", "configmaps"], ["get", "create", "patch"])
+    | _grants("", ["events"], ["create", "patch"])
+    | _grants("events.k8s.io", ["events"], ["create", "patch"])
+    | _grants("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"])
+)
+NAMESPACE_RULES = _grants("", ["namespaces"], ["get", "list", "watch"])
+WEBHOOK_RULES = _grants("admissionregistration.k8s.io", ["validatingwebhookconfigurations"], ["get", "list", "watch", "create", "patch"])
+
+
+@pytest.mark.parametrize("values", [{}, ALL_ON], ids=["defaults", "all-on"])
+def test_lint_is_clean(helm, values):
+    result = run_helm(helm, "lint", "--strict", str(CHART), *set_args(values))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[WARNING]" not in result.stdout and "[ERROR]" not in result.stdout, result.stdout
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+def test_defaults_render_operator_deployment(helm):
+    docs = render(helm)
+    assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+    main = container(docs)
+    assert main["image"] == "ghcr.io/inferops/operator:0.1.0"
+    assert main["args"] == ["operator", "--liveness=http://0.0.0.0:8080/healthz", "--log-format=full"]
+    assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert {"name": "health", "containerPort": 8080} in main["ports"]
+    assert env_of(docs) == {
+        "INFEROPS_ARTIFACT_ROOT": "s3://inferops-artifacts",
+        "INFEROPS_OPTIMIZER_IMAGE": "ghcr.io/inferops/optimizer:0.1.0",
+        "INFEROPS_TRITON_IMAGE": "nvcr.io/nvidia/tritonserver:25.10-py3",
+        "INFEROPS_JOB_BACKOFF_LIMIT": "2",
+        "INFEROPS_SMOKE_TEST": "true",
+        "INFEROPS_WORKER_LIMIT": "16",
+        "INFEROPS_WATCH_SERVER_TIMEOUT": "300",
+        "INFEROPS_RESYNC_SECONDS": "300",
+    }
+    assert main["resources"]["limits"]["memory"] == "512Mi"
+
+
+def test_deployment_meets_restricted_pod_security(helm):
+    (deployment,) = by_kind(render(helm), "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    main = pod["containers"][0]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert main["securityContext"]["allowPrivilegeEscalation"] is False
+    assert main["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "tmp", "mountPath": "/tmp"} in main["volumeMounts"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}} in pod["volumes"]
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_rbac_is_exactly_what_the_operator_calls(helm):
+    assert rules(render(helm)) == OPERATOR_RULES | NAMESPACE_RULES
+
+
+def test_options_render_webhook_namespaces_and_classes(helm):
+    docs = render(helm, ALL_ON, namespace="ops")
+    # Named namespaces: Kopf does not follow namespaces, so that grant goes; the webhook's comes.
+    assert rules(docs) == OPERATOR_RULES | WEBHOOK_RULES
+    main = container(docs)
+    assert main["args"][-2:] == ["--namespace=ml-a", "--namespace=ml-b"]
+    env = env_of(docs)
+    assert env["INFEROPS_WEBHOOK"] == "service:inferops-webhook.ops:9443"
+    assert env["INFEROPS_STORAGE_SECRET"] == "artifact-store"
+    (service,) = by_kind(docs, "Service")
+    assert service["metadata"]["name"] == "inferops-webhook"
+    assert service["spec"]["ports"][0]["port"] == 9443
+    (deployment,) = by_kind(docs, "Deployment")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["webhook-cert"]["secret"]["secretName"] == "inferops-webhook-tls"
+    assert {h["metadata"]["name"] for h in by_kind(docs, "HardwareClass")} == {"cpu", "nvidia-l4", "nvidia-a100"}
+
+
+def test_values_go_through_tojson(helm):
+    tricky = 'x: "y"\n- z'
+    docs = render(helm, {"extraEnv[0].name": "TRICKY", "extraEnv[0].value": tricky})
+    assert env_of(docs)["TRICKY"] == tricky
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"replicaCount": "-1"}, "/replicaCount"),
+        ({"replicaCount": "2"}, "/replicaCount"),
+        ({"replicas": "1"}, "'replicas' not allowed"),
+        ({"operator.logLevel": "debug"}, "'logLevel' not allowed"),
+        ({"image.pullPolicy": "Sometimes"}, "/image/pullPolicy"),
+        ({"image.digest": "latest"}, "/image/digest"),
+        ({"operator.artifactRoot": "ftp://x"}, "/operator/artifactRoot"),
+        ({"operator.workerLimit": "0"}, "/operator/workerLimit"),
+        ({"watchNamespaces": "{Bad_NS}"}, "/watchNamespaces/0"),
+        ({"webhook.enabled": "true"}, "/webhook/certSecret"),
+        ({"resources.requests.cpu": "lots"}, "/resources/requests/cpu"),
+        ({"hardwareClasses.classes.cpu.instanceKind": "KIND_TPU"}, "/hardwareClasses/classes/cpu/instanceKind"),
+        ({"hardwareClasses.classes.cpu.allowedRecipes": "{warp-speed}"}, "/hardwareClasses/classes/cpu/allowedRecipes/0"),
+    ],
+)
+def test_schema_refuses_bad_values(helm, values, complaint):
+    result = run_helm(helm, "template", "inferops", str(CHART), "--kube-version", KUBE_VERSION, *set_args(values))
+    assert result.returncode != 0
+    assert "don't meet the specifications of the schema" in result.stderr and complaint in result.stderr, result.stderr
+
+
+def test_lint_refuses_bad_values(helm):
+    result = run_helm(helm, "lint", "--strict", str(CHART), "--set", "replicaCount=-1")
+    assert result.returncode != 0
+    assert "/replicaCount" in result.stdout + result.stderr
+
+
+def test_schema_recipes_match_the_api():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert tuple(schema["definitions"]["recipe"]["enum"]) == RECIPES
