@@ -215,3 +215,18 @@ def build_model_config(
 def parse_model_config(text: str) -> model_config_pb2.ModelConfig:
     """Parse config.pbtxt text with Triton's own ModelConfig protobuf; unknown fields raise ParseError."""
     return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def signature_from_config(config: model_config_pb2.ModelConfig) -> Signature:
+    """The signature (dims without the batch dimension) of a parsed ModelConfig."""
+
+    def spec(tensor) -> TensorSpec:
+        dims = list(tensor.dims)
+        if config.max_batch_size == 0:
+            dims = dims[1:]
+        if tensor.HasField("reshape") and list(tensor.reshape.shape) == [] and dims == [1]:
+            dims = []
+        datatype = model_config_pb2.DataType.Name(tensor.data_type).removeprefix("TYPE_")
+        return TensorSpec(name=tensor.name, datatype="BYTES" if datatype == "STRING" else datatype, dims=dims)
+
+    return Signature(inputs=[spec(t) for t in config.input], outputs=[spec(t) for t in config.output])

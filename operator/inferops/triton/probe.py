@@ -71,6 +71,29 @@ def smoke_infer(url: str, model_name: str, signature: Signature, protocol: str =
         client.close()
 
 
+def served_signature(url: str, model_name: str, protocol: str = "grpc", timeout_s: float = 10) -> tuple[Signature, int]:
+    """The signature and max_batch_size of a model as the server holds its config."""
+    from google.protobuf import json_format
+    from tritonclient.grpc import model_config_pb2
+    from tritonclient.utils import InferenceServerException
+
+    from .config import signature_from_config
+
+    _, client = _client(url, protocol, timeout_s)
+    try:
+        if protocol == "grpc":
+            config = client.get_model_config(model_name, client_timeout=timeout_s).config
+        else:
+            config = json_format.ParseDict(client.get_model_config(model_name), model_config_pb2.ModelConfig(), ignore_unknown_fields=True)
+    except InferenceServerException as error:
+        raise ProbeError(f"cannot read the config of {model_name!r} at {url}: {error}") from error
+    except (ConnectionError, OSError) as error:
+        raise ProbeError(f"cannot reach Triton at {url}: {error}") from error
+    finally:
+        client.close()
+    return signature_from_config(config), int(config.max_batch_size)
+
+
 def _max_batch_size(config) -> int:
     if isinstance(config, dict):  # http: the config as JSON
         return int(config.get("max_batch_size", 0))

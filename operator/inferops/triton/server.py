@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import signal
 import socket
@@ -187,15 +188,23 @@ class TritonServer:
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             return 0
 
+    def failure_summary(self) -> str:
+        """The log's error lines and unavailable models, then its tail: why a start failed."""
+        lines = self.logs().splitlines()
+        errors = [line for line in lines if re.match(r"^E\d{4} ", line) and "CudaDriverHelper" not in line]
+        unavailable = [line.strip() for line in lines if "UNAVAILABLE" in line]
+        tail = "\n".join(lines[-15:])
+        return "\n".join([*errors, *unavailable, "log tail:", tail])
+
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if not self.is_running():
-                raise TritonServerError(f"tritonserver exited with code {self.process.returncode}; log tail:\n{self.logs()[-4000:]}")
+                raise TritonServerError(f"tritonserver exited with code {self.process.returncode}:\n{self.failure_summary()}")
             if self._get("/v2/health/ready") == 200:
                 return
             time.sleep(0.2)
-        raise TritonServerError(f"tritonserver not ready after {timeout_s:.0f}s; log tail:\n{self.logs()[-4000:]}")
+        raise TritonServerError(f"tritonserver not ready after {timeout_s:.0f}s:\n{self.failure_summary()}")
 
     def stop(self, grace_s: float = 10.0) -> None:
         process, self.process = self.process, None

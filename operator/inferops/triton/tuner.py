@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Callable
 
 from inferops.api.report import TuningReport
-from inferops.api.tensors import BatchingConfig, Signature, TensorSpec
+from inferops.api.tensors import BatchingConfig
 
-from .config import build_model_config, parse_model_config
+from .config import build_model_config, parse_model_config, signature_from_config
 from .loadgen import request_inputs, run_load
 from .python_backend import ONNX_FILE, to_python_backend
 
@@ -200,22 +200,6 @@ def hill_climb(
 
 def _step(index: tuple[int, ...], axis: int, direction: int) -> tuple[int, ...]:
     return tuple(i + direction if a == axis else i for a, i in enumerate(index))
-
-
-def signature_from_config(config) -> Signature:
-    """The signature (dims without the batch dimension) of a parsed ModelConfig."""
-    from .config import model_config_pb2
-
-    def spec(tensor) -> TensorSpec:
-        dims = list(tensor.dims)
-        if config.max_batch_size == 0:
-            dims = dims[1:]
-        if tensor.HasField("reshape") and list(tensor.reshape.shape) == [] and dims == [1]:
-            dims = []
-        datatype = model_config_pb2.DataType.Name(tensor.data_type).removeprefix("TYPE_")
-        return TensorSpec(name=tensor.name, datatype="BYTES" if datatype == "STRING" else datatype, dims=dims)
-
-    return Signature(inputs=[spec(t) for t in config.input], outputs=[spec(t) for t in config.output])
 
 
 class Profiler:

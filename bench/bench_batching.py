@@ -1,0 +1,105 @@
+"""Dynamic batching on the real tritonserver: no batching vs the tuned config vs the exhaustive best.
+
+For each concurrency (1, 8, 32 by default) the tuner (hill climbing) and an exhaustive sweep of
+the same grid each pick a config under the same p99 objective; then the three configs are
+measured again side by side, interleaved, in one server, and the ratios printed.
+
+    .venv/bin/python bench/bench_batching.py [--concurrency 1 8 32] [--objective-ms 50] [--json out.json]
+
+The model is the digits MLP of inferops.triton.sample_model served by the python backend
+running ONNX Runtime (one thread per instance). "No batching" uses max_batch_size 16 without
+dynamic batching and as many instances as the grid's largest count, so it has the same cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from inferops.api.tensors import BatchingConfig
+from inferops.triton.config import build_model_config
+from inferops.triton.sample_model import SIGNATURE, mlp_to_onnx, train_digits_mlp
+from inferops.triton.tuner import Profiler, TuningGrid, exhaustive, hill_climb
+
+MODEL = "digits"
+
+
+def build_repository(root: Path) -> Path:
+    classifier, accuracy = train_digits_mlp()
+    print(f"digits MLP {classifier.hidden_layer_sizes}: held-out accuracy {accuracy:.3f}")
+    mlp_to_onnx(classifier, root / MODEL / "1" / "model.onnx")
+    (root / MODEL / "config.pbtxt").write_text(build_model_config(MODEL, "onnxruntime", SIGNATURE, BatchingConfig(max_batch_size=16)))
+    return root
+
+
+def describe(b: BatchingConfig) -> str:
+    if not b.dynamic_batching:
+        return f"none (mbs {b.max_batch_size}, {b.instance_count} inst)"
+    return f"mbs {b.max_batch_size} delay {b.max_queue_delay_microseconds}us {b.instance_count} inst"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--objective-ms", type=float, default=50.0, help="p99 latency objective for tuner and sweep")
+    parser.add_argument("--duration", type=float, default=1.5, help="seconds measured per grid point")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the final comparison (median)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    grid = TuningGrid()
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="bench-batching-"))
+    rows = []
+    try:
+        repository = build_repository(workdir / "repository")
+        baseline = BatchingConfig(max_batch_size=16, dynamic_batching=False, instance_count=max(grid.instance_counts))
+        for concurrency in args.concurrency:
+            with Profiler(repository, MODEL, concurrency=concurrency, duration_s=args.duration) as profiler:
+                tuned = hill_climb(profiler.measure, grid, args.objective_ms, concurrency=concurrency)
+                swept = exhaustive(profiler.measure, grid, args.objective_ms)
+                configs = {"none": baseline, "tuned": tuned.report().chosen, "exhaustive": swept.report().chosen}
+                runs = {label: [] for label in configs}
+                for _ in range(args.repeats):
+                    for label, batching in configs.items():
+                        runs[label].append(profiler.run(batching, duration_s=2.0))
+            row = {"concurrency": concurrency, "tuner_measurements": len(tuned.measured), "sweep_measurements": len(swept.measured)}
+            for label, results in runs.items():
+                row[label] = {
+                    "config": configs[label].model_dump(by_alias=True),
+                    "throughput_per_s": statistics.median(r.throughput_per_s for r in results),
+                    "p99_ms": statistics.median(r.p99_ms for r in results),
+                    "errors": sum(r.errors for r in results),
+                }
+            rows.append(row)
+            print(f"concurrency {concurrency}: tuner {describe(configs['tuned'])} ({row['tuner_measurements']} measurements), "
+                  f"exhaustive {describe(configs['exhaustive'])} ({row['sweep_measurements']})", flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    print(f"\np99 objective {args.objective_ms} ms; grid {grid.max_batch_sizes} x {grid.queue_delays_us} us x {grid.instance_counts} instances; "
+          f"median of {args.repeats} interleaved {2.0:.0f}s runs; {time.monotonic() - started:.0f}s in all\n")
+    header = f"{'conc':>4} | {'none /s':>8} {'p99':>6} | {'tuned /s':>8} {'p99':>6} | {'exh /s':>8} {'p99':>6} | {'tuned/none':>10} {'exh/none':>8} {'tuned/exh':>9} | {'meas.':>6}"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        none, tuned, best = row["none"], row["tuned"], row["exhaustive"]
+        print(
+            f"{row['concurrency']:>4} | {none['throughput_per_s']:>8.0f} {none['p99_ms']:>6.1f} | {tuned['throughput_per_s']:>8.0f} {tuned['p99_ms']:>6.1f} | "
+            f"{best['throughput_per_s']:>8.0f} {best['p99_ms']:>6.1f} | {tuned['throughput_per_s'] / none['throughput_per_s']:>10.2f} "
+            f"{best['throughput_per_s'] / none['throughput_per_s']:>8.2f} {tuned['throughput_per_s'] / best['throughput_per_s']:>9.2f} | "
+            f"{row['tuner_measurements']:>2}/{row['sweep_measurements']:<3}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
