@@ -54,7 +54,10 @@ OPERATOR_RULES = (
     | _grants("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"])
 )
 NAMESPACE_RULES = _grants("", ["namespaces"], ["get", "list", "watch"])
-WEBHOOK_RULES = _grants("admissionregistration.k8s.io", ["validatingwebhookconfigurations"], ["get", "list", "watch", "create", "patch"])
+# Kopf runs a manager for both webhook configuration kinds named by settings.admission.managed.
+WEBHOOK_RULES = _grants(
+    "admissionregistration.k8s.io", ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"], ["get", "list", "watch", "create", "patch"]
+)
 
 
 @pytest.mark.parametrize("values", [{}, ALL_ON], ids=["defaults", "all-on"])
