@@ -134,3 +134,16 @@ def test_uninstall_removes_the_release_but_keeps_the_crds(cluster, helm, release
         assert gone.returncode != 0 and "NotFound" in gone.stderr, f"{kind} {fullname} survived uninstall"
     # Helm never deletes what crds/ installed: models in other namespaces keep their data.
     assert cluster.kubectl("get", "crd", "inferencemodels.inferops.dev", check=False).returncode == 0
+
+
+def test_notes_tell_how_to_finish_with_the_webhook(cluster, helm, namespace):
+    result = run_helm(
+        helm, "install", "notes", str(CHART), "--namespace", namespace, "--dry-run=server",
+        "--set", "webhook.enabled=true", "--set", "webhook.certSecret=inferops-webhook-tls", "--set", "watchNamespaces={ml}",
+        kubeconfig=cluster.kubeconfig,
+    )
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "reconciles InferenceModels in namespaces ml." in notes
+    assert "kubectl delete validatingwebhookconfiguration,mutatingwebhookconfiguration validate.inferops.dev" in notes
+    assert "No HardwareClass was created." in notes
