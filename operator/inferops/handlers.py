@@ -43,7 +43,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     _configure_webhook(settings, os.environ.get("INFEROPS_WEBHOOK", ""))
     load_config()
     memo.reconciler = Reconciler(Kube(), OperatorSettings.from_env(), _post_event)
-    memo.resync = asyncio.create_task(_resync_forever(memo.reconciler))
+    memo.known_models = set()
+    memo.resync = asyncio.create_task(_resync_forever(memo.reconciler, memo.known_models))
 
 
 def _configure_webhook(settings: kopf.OperatorSettings, spec: str) -> None:
@@ -76,17 +77,17 @@ async def cleanup(memo: kopf.Memo, **_) -> None:
     memo.resync.cancel()
 
 
-async def _resync_forever(reconciler: Reconciler) -> None:
-    """Safety net for anything a watch missed; a resync with nothing to change writes nothing."""
-    path = f"/apis/{GROUP}/{VERSION}/inferencemodels"
+async def _resync_forever(reconciler: Reconciler, known: set[tuple[str, str]]) -> None:
+    """Safety net for anything a watch missed; a resync with nothing to change writes nothing.
+
+    It walks the models the watch has shown (so it keeps to the watched namespaces)."""
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
-        try:
-            models = (await reconciler.kube.call("GET", path)).get("items", [])
-            for body in models:
-                await reconciler.reconcile(body["metadata"]["namespace"], body["metadata"]["name"])
-        except Exception:
-            log.exception("resync failed; trying again in %.0fs", RESYNC_SECONDS)
+        for namespace, name in sorted(known):
+            try:
+                await reconciler.reconcile(namespace, name)
+            except Exception:
+                log.exception("resync of %s/%s failed; trying again in %.0fs", namespace, name, RESYNC_SECONDS)
 
 
 @kopf.index(GROUP, VERSION, "inferencemodels")
@@ -101,8 +102,11 @@ def hardware_classes(name: str, spec: kopf.Spec, **_):
 
 @kopf.on.event(GROUP, VERSION, "inferencemodels")
 async def model_event(event, namespace: str, name: str, memo: kopf.Memo, **_) -> None:
-    if event["type"] != "DELETED":
-        await memo.reconciler.reconcile(namespace, name)
+    if event["type"] == "DELETED":
+        memo.known_models.discard((namespace, name))
+        return
+    memo.known_models.add((namespace, name))
+    await memo.reconciler.reconcile(namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", **OWNED)
@@ -121,7 +125,6 @@ async def hardware_class_event(name: str, models_by_class: kopf.Index, memo: kop
         await memo.reconciler.reconcile(namespace, model)
 
 
-@kopf.on.validate(GROUP, VERSION, "inferencemodels", ignore_failures=True)
 def validate_model(spec: kopf.Spec, hardware_classes: kopf.Index, **_) -> None:
     """Admission: rules that span objects, which CRD schemas cannot express."""
     class_name = (spec.get("hardware") or {}).get("class")
@@ -134,3 +137,8 @@ def validate_model(spec: kopf.Spec, hardware_classes: kopf.Index, **_) -> None:
                     f"recipe {', '.join(gpu_only)} needs a GPU, but HardwareClass {class_name!r} is KIND_CPU; "
                     "use a GPU class or drop the step"
                 )
+
+
+if os.environ.get("INFEROPS_WEBHOOK"):
+    # Kopf refuses to start with admission handlers but no server: register only when configured.
+    kopf.on.validate(GROUP, VERSION, "inferencemodels", ignore_failures=True)(validate_model)

@@ -33,7 +33,7 @@ def chart_rbac(namespace: str) -> list[dict]:
     """The ServiceAccount, ClusterRole(s) and binding(s) exactly as the chart renders them."""
     helm = ensure_binaries(("helm",))["helm"]
     rendered = subprocess.run(
-        [str(helm), "template", "inferops", str(REPO / "charts" / "inferops"), "--namespace", namespace, "--set", "webhook.enabled=true"],
+        [str(helm), "template", "inferops", str(REPO / "charts" / "inferops"), "--namespace", namespace, "--set", "webhook.enabled=true", "--set", "webhook.certSecret=inferops-webhook-tls"],
         capture_output=True, text=True, check=True,
     ).stdout
     kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
@@ -110,6 +110,7 @@ def operator(cluster, tmp_path_factory):
     )
     proc = OperatorProcess(cluster, workdir, env)
     proc.artifacts = artifacts
+    proc.user = OPERATOR_USER
     proc.start()
     yield proc
     proc.stop()

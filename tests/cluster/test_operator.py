@@ -8,8 +8,6 @@ import time
 import pytest
 import yaml
 
-from .conftest import OPERATOR_USER
-
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 HARDWARE_CLASSES = """
@@ -29,6 +27,15 @@ spec:
   nodeSelector: {nvidia.com/gpu.product: NVIDIA-L4}
   tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
   resources: {requests: {cpu: "4", memory: 16Gi}, limits: {nvidia.com/gpu: 1, memory: 16Gi}}
+---
+apiVersion: inferops.dev/v1alpha1
+kind: HardwareClass
+metadata: {name: test-a100}
+spec:
+  instanceKind: KIND_GPU
+  nodeSelector: {nvidia.com/gpu.product: NVIDIA-A100-SXM4-80GB}
+  tolerations: [{key: nvidia.com/gpu, operator: Exists, effect: NoSchedule}]
+  resources: {limits: {nvidia.com/gpu: 1}}
 """
 
 
@@ -52,7 +59,7 @@ spec:
 def hardware_classes(cluster, operator):
     cluster.kubectl("apply", "-f", "-", input=HARDWARE_CLASSES)
     yield
-    cluster.kubectl("delete", "hardwareclass", "test-cpu", "test-l4", "--ignore-not-found")
+    cluster.kubectl("delete", "hardwareclass", "test-cpu", "test-l4", "test-a100", "--ignore-not-found")
 
 
 def get(cluster, namespace: str, kind: str, name: str) -> dict:
@@ -104,11 +111,12 @@ def test_apply_example_reaches_ready_on_the_right_node(cluster, namespace):
 
 
 def test_recipe_change_rolls_a_new_job_and_deployment_revision(cluster, namespace):
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=model_manifest("rolling"))
+    # On the 4-GPU node: tuning for a GPU class needs a GPU while the old revision keeps serving.
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=model_manifest("rolling", hardware="test-a100"))
     first = wait_phase(cluster, namespace, "rolling", "Ready")
     first_revision = get(cluster, namespace, "deployment", "rolling-triton")["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
 
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=model_manifest("rolling", recipe="prune,quantize-int8-dynamic"))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=model_manifest("rolling", recipe="prune,quantize-int8-dynamic", hardware="test-a100"))
     cluster.kubectl(
         "wait", "inferencemodel/rolling", "-n", namespace,
         "--for=jsonpath={.status.observedGeneration}=2", "--timeout=30s",
@@ -188,8 +196,8 @@ def test_failed_job_fails_the_model_with_the_jobs_reason(cluster, namespace):
     assert any(e["reason"] == "Failed" and e["type"] == "Warning" for e in json.loads(events)["items"])
 
 
-def _operator_writes(cluster) -> list[dict]:
-    return cluster.audit_writes(user=OPERATOR_USER)
+def _operator_writes(cluster, operator) -> list[dict]:
+    return cluster.audit_writes(user=operator.user)
 
 
 def test_reconcile_with_nothing_to_change_writes_nothing(cluster, namespace, operator):
@@ -198,7 +206,7 @@ def test_reconcile_with_nothing_to_change_writes_nothing(cluster, namespace, ope
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=model_manifest("steady", hardware="test-cpu"))
     wait_phase(cluster, namespace, "steady", "Ready")
     time.sleep(2)  # let the last watch events of the rollout drain
-    before = len(_operator_writes(cluster))
+    before = len(_operator_writes(cluster, operator))
     reconciles_before = operator.log.read_text().count("[%s/steady] Handler 'model_event' succeeded" % namespace)
 
     cluster.kubectl("label", "inferencemodel", "steady", "-n", namespace, "touched=yes")  # an event, but no change for us
@@ -209,7 +217,7 @@ def test_reconcile_with_nothing_to_change_writes_nothing(cluster, namespace, ope
         assert time.monotonic() < deadline, "the operator never reconciled the model again"
         time.sleep(0.2)
     time.sleep(2)
-    new_writes = _operator_writes(cluster)[before:]
+    new_writes = _operator_writes(cluster, operator)[before:]
     ours = [w for w in new_writes if w["objectRef"].get("namespace") == namespace and w["objectRef"]["resource"] != "events"]
     assert ours == [], [f"{w['verb']} {w['objectRef']}" for w in ours]
 
@@ -227,7 +235,7 @@ def test_operator_killed_mid_reconcile_makes_no_duplicates(cluster, namespace, o
     assert names(cluster, namespace, "deployments", "survivor") == ["survivor-triton"]
     assert len(names(cluster, namespace, "replicasets", "survivor")) == 1
     creates = [
-        w for w in cluster.audit_writes(user=OPERATOR_USER)
+        w for w in cluster.audit_writes(user=operator.user)
         if w["verb"] == "create" and w["objectRef"].get("namespace") == namespace and w["objectRef"]["resource"] != "events"
     ]
     assert creates == [], "server-side apply creates through patch; a create means a duplicate attempt"

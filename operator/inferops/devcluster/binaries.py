@@ -55,7 +55,13 @@ MODULES = (
         _kube_version_ldflags(KUBERNETES_VERSION),
     ),
     GoModule("kwok", {"kwok": "sigs.k8s.io/kwok/cmd/kwok"}),
-    GoModule("helm", {"helm": "helm.sh/helm/v3/cmd/helm"}),
+    GoModule(
+        "helm",
+        {"helm": "helm.sh/helm/v3/cmd/helm"},
+        # What `helm template` and `helm lint` assume without a cluster; the defaults say 1.20.
+        "-s -w -X helm.sh/helm/v3/internal/version.version=v3.21.4"
+        + "".join(f" -X helm.sh/helm/v3/pkg/{pkg}.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/{pkg}.k8sVersionMinor=36" for pkg in ("chartutil", "lint/rules")),
+    ),
     GoModule("versitygw", {"versitygw": "github.com/versity/versitygw/cmd/versitygw"}),
 )
 CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")

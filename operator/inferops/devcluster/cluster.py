@@ -203,6 +203,7 @@ class LocalCluster(Cluster):
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             "--node-ip=10.0.1.1",
+            "--node-lease-duration-seconds=40",  # kwok renews node Leases: the heartbeat that keeps nodes Ready
             "--cidr=10.0.2.0/24",
             f"--node-port={free_port()}",
             f"--server-address=127.0.0.1:{free_port()}",

@@ -10,6 +10,7 @@ import yaml
 from ..api.common import API_VERSION
 from ..api.hardware_class import HardwareClassSpec
 from ..api.inference_model import InferenceModelSpec
+from ..api.recipes import GPU_ONLY_RECIPES
 from ..api.report import OptimizationReport
 from ..api.tensors import BatchingConfig, Signature
 from ..templating import render
@@ -58,6 +59,20 @@ def _tolerations(hardware: HardwareClassSpec) -> list[dict[str, Any]]:
     return [t.model_dump(mode="json", by_alias=True, exclude_none=True) for t in hardware.tolerations]
 
 
+def _job_resources(spec: InferenceModelSpec, hardware: HardwareClassSpec) -> dict[str, Any]:
+    """The class's accelerators only when the Job needs one: a GPU recipe, or tuning for a GPU class.
+
+    Otherwise a re-optimization would wait for the GPU its own serving pods hold."""
+    needs_gpu = hardware.instance_kind == "KIND_GPU" and (
+        any(step in GPU_ONLY_RECIPES for step in spec.optimization.steps) or spec.serving.dynamic_batching.mode == "auto"
+    )
+    resources = _container_resources(hardware)
+    if needs_gpu:
+        return resources
+    plain = ("cpu", "memory", "ephemeral-storage")
+    return {kind: {k: v for k, v in values.items() if k in plain} for kind, values in resources.items()}
+
+
 def _env_from(model: ModelRef, settings: OperatorSettings) -> list[dict[str, Any]]:
     # Storage credentials are referenced, never copied: the Secret becomes environment variables.
     secrets = [s for s in (model.spec.model.credentials_secret, settings.storage_secret) if s]
@@ -103,7 +118,7 @@ def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, se
         args=args,
         env=[{"name": "INFEROPS_LOG_FORMAT", "value": "text"}],
         env_from=_env_from(model, settings),
-        resources=_container_resources(hardware),
+        resources=_job_resources(spec, hardware),
     )
 
 
