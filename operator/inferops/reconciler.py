@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Callable
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from .api.hardware_class import HardwareClassSpec
@@ -73,7 +74,13 @@ class Reconciler:
             body = await self.kube.get_model(namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return  # children go with it through their owner references
-            await self._reconcile(body)
+            try:
+                await self._reconcile(body)
+            except ApiException as exc:
+                if _going_away(exc):
+                    log.info("%s/%s is going away (%s); nothing to do", namespace, name, exc.reason)
+                    return
+                raise
 
     async def _reconcile(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
@@ -171,6 +178,11 @@ class Reconciler:
             ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
             message = f"{old_phase or 'New'} -> {new_phase}" + (f": {ready['message']}" if ready and ready.get("message") else "")
             self.post_event(body, "Warning" if new_phase == "Failed" else "Normal", new_phase, message[:1024])
+
+
+def _going_away(exc: ApiException) -> bool:
+    """The model or its namespace was deleted while we worked: not an error."""
+    return exc.status == 404 or (exc.status == 403 and "NamespaceTerminating" in (exc.body or ""))
 
 
 def _owned_by(obj: dict[str, Any], uid: str) -> bool:
