@@ -9,7 +9,11 @@ import pytest
 
 from inferops.api.report import TuningReport
 from inferops.api.tensors import BatchingConfig
-from inferops.triton.tuner import Measurement, Profiler, TuningGrid, batching_for, exhaustive, hill_climb, sweep_repository, tune_repository
+from inferops.triton.loadgen import request_inputs, run_load
+from inferops.triton.python_backend import local_repository
+from inferops.triton.sample_model import SIGNATURE
+from inferops.triton.server import TritonServer
+from inferops.triton.tuner import Measurement, TuningGrid, batching_for, exhaustive, hill_climb, sweep_repository, tune_repository
 
 MODEL = "digits"  # the name make_repository gives the model
 GRID = TuningGrid(max_batch_sizes=(4, 8, 16, 32), queue_delays_us=(0, 1000, 5000), instance_counts=(1, 2))
@@ -34,7 +38,7 @@ def test_hill_climb_finds_the_peak_of_a_unimodal_surface_within_a_quarter_of_the
     measure, calls = surface(peak)
     result = hill_climb(measure, GRID, objective_ms=50, concurrency=16, cores=2)
     assert result.best.point == peak
-    assert len(calls) == len(set(calls)) == len(result.measured) <= GRID.size // 4
+    assert len(calls) == len(set(calls)) == result.report().measurements <= GRID.size // 4
     assert all(p[0] <= 16 for p in calls), "batch sizes above the concurrency cannot fill and are not tried"
 
 
@@ -45,6 +49,21 @@ def test_hill_climb_respects_the_objective_and_its_budget():
     assert result.best.point != (16, 5000, 2) and result.best.feasible(50)
     measure, calls = surface((4, 0, 1))
     assert len(hill_climb(measure, GRID, objective_ms=50, concurrency=16, budget=3, cores=2).measured) == 3
+
+
+def test_spare_budget_re_measures_close_leaders():
+    """A lucky first measurement of (8, 5000, 2) wins the climb; measuring the two leaders again undoes it."""
+    seen: dict = {}
+
+    def measure(point):
+        seen[point] = seen.get(point, 0) + 1
+        throughput = {(16, 5000, 2): 1000.0, (8, 5000, 2): 1040.0 if seen[point] == 1 else 900.0}.get(point, 500.0)
+        return Measurement(point, throughput, 5.0, 10.0)
+
+    result = hill_climb(measure, GRID, objective_ms=50, concurrency=16, cores=2, budget=8)
+    assert result.best.point == (16, 5000, 2)
+    assert seen[(8, 5000, 2)] == seen[(16, 5000, 2)] == 2
+    assert result.report().measurements == sum(seen.values()) <= 8
 
 
 def test_exhaustive_measures_every_point_once():
@@ -59,7 +78,7 @@ def test_exhaustive_measures_every_point_once():
 @pytest.mark.triton
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_tuned_config_reaches_95_percent_of_exhaustive_best_with_a_quarter_of_the_measurements(make_repository):
+def test_tuned_config_reaches_95_percent_of_exhaustive_best_with_a_quarter_of_the_measurements(make_repository, tmp_path):
     objective_ms = 50.0
     repository = make_repository(BatchingConfig(max_batch_size=16, dynamic_batching=False))
     common = {"grid": GRID, "concurrency": 16, "duration_s": 1.5}
@@ -72,17 +91,34 @@ def test_tuned_config_reaches_95_percent_of_exhaustive_best_with_a_quarter_of_th
     assert swept.p99_ms <= objective_ms, "no point of the grid met the objective: the comparison would say nothing"
     assert tuned.p99_ms <= objective_ms
 
-    # Single measurements are noisy on a shared CPU and the sweep's maximum is biased upwards:
-    # measure the two chosen configs again, interleaved, and compare medians.
-    throughput = {"tuned": [], "swept": []}
-    with Profiler(repository, MODEL, concurrency=16, duration_s=2.0) as profiler:
-        for _ in range(3):
-            for label, chosen in (("tuned", tuned.chosen), ("swept", swept.chosen)):
-                throughput[label].append(profiler.run(chosen).throughput_per_s)
-    ratio = statistics.median(throughput["tuned"]) / statistics.median(throughput["swept"])
-    print(f"re-measured throughput (req/s): {throughput}; tuned / exhaustive best = {ratio:.1%}")
+    ratio = paired_throughput_ratio(make_repository, tmp_path, tuned.chosen, swept.chosen)
     print(f"measurements: tuner {tuned.measurements}, sweep {swept.measurements} ({tuned.measurements / swept.measurements:.0%})")
     assert ratio >= 0.95
+
+
+def paired_throughput_ratio(make_repository, tmp_path, tuned: BatchingConfig, best: BatchingConfig, rounds: int = 5) -> float:
+    """Throughput of `tuned` over `best`, both served side by side by one server and driven in
+    alternation; the median of the per-round ratios. Single measurements swing by tens of percent
+    on a shared CPU, and the sweep's maximum is biased upwards (the luckiest of 24 draws): pairing
+    the runs in time cancels the load of whatever else runs on the machine."""
+    if tuned == best:
+        print("the tuner chose the exhaustive best: ratio 100% by identity")
+        return 1.0
+    source = tmp_path / "pair"
+    make_repository(tuned, name="tuned", root=source)
+    make_repository(best, name="best", root=source)
+    repository = local_repository(source, tmp_path / "pair-local")
+    arrays = request_inputs(SIGNATURE, min(tuned.max_batch_size, best.max_batch_size))
+    ratios, runs = [], []
+    with TritonServer(repository) as server:
+        for index in range(rounds):
+            order = ("tuned", "best") if index % 2 == 0 else ("best", "tuned")
+            result = {m: run_load(server.grpc_url, m, arrays, concurrency=16, duration_s=2.5, warmup_s=0.3) for m in order}
+            ratios.append(result["tuned"].throughput_per_s / result["best"].throughput_per_s)
+            runs.append((round(result["tuned"].throughput_per_s), round(result["best"].throughput_per_s)))
+    ratio = statistics.median(ratios)
+    print(f"paired runs (tuned, exhaustive best) req/s: {runs}; tuned / exhaustive best = {ratio:.1%} (median of {rounds})")
+    return ratio
 
 
 def test_grid_is_checked():

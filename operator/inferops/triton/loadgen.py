@@ -15,6 +15,7 @@ import numpy as np
 from inferops.api.tensors import Signature
 
 PROTOCOLS = ("grpc", "http")
+WINDOWS = 3
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,9 @@ class LoadResult:
     p90_ms: float
     p99_ms: float
     mean_ms: float
+    # Throughput of the slowest of WINDOWS equal slices of the measured time: a config that
+    # stalls now and then shows it here even when the whole run's average hides it.
+    sustained_per_s: float = 0.0
     first_error: str | None = None
 
     def to_dict(self) -> dict:
@@ -87,6 +91,7 @@ async def _drive(url, model_name, arrays, concurrency, requests, duration_s, war
     module = _client_module(protocol)
     client = module.InferenceServerClient(url)
     latencies: list[float] = []
+    finished: list[float] = []  # completion times of the counted requests
     errors: list[str] = []
     state = {"measuring": False, "issued": 0}
     stop = asyncio.Event()
@@ -107,7 +112,9 @@ async def _drive(url, model_name, arrays, concurrency, requests, duration_s, war
                     errors.append(f"{type(error).__name__}: {error}")
                 continue
             if counted and not stop.is_set():
-                latencies.append(time.perf_counter() - start)
+                now = time.perf_counter()
+                latencies.append(now - start)
+                finished.append(now)
 
     try:
         tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
@@ -131,7 +138,7 @@ async def _drive(url, model_name, arrays, concurrency, requests, duration_s, war
             await asyncio.gather(*tasks)
     finally:
         await client.close()
-    return latencies, errors, elapsed
+    return latencies, [t - began for t in finished], errors, elapsed
 
 
 def run_load(
@@ -152,10 +159,11 @@ def run_load(
         raise ValueError("concurrency must be >= 1")
     if requests is None and not duration_s:
         raise ValueError("give a number of requests or a duration")
-    latencies, errors, elapsed = asyncio.run(_drive(url, model_name, arrays, concurrency, requests, duration_s, warmup_s, protocol, timeout_s))
+    latencies, finished, errors, elapsed = asyncio.run(_drive(url, model_name, arrays, concurrency, requests, duration_s, warmup_s, protocol, timeout_s))
     if not latencies:
         raise LoadError(f"no successful request to {model_name!r} at {url} ({len(errors)} failed): {errors[0] if errors else 'none completed'}")
     ms = np.array(latencies) * 1e3
+    counts = np.histogram(finished, bins=WINDOWS, range=(0.0, elapsed))[0]
     return LoadResult(
         concurrency=concurrency,
         requests=len(latencies),
@@ -166,5 +174,6 @@ def run_load(
         p90_ms=float(np.percentile(ms, 90)),
         p99_ms=float(np.percentile(ms, 99)),
         mean_ms=float(ms.mean()),
+        sustained_per_s=float(counts.min() / (elapsed / WINDOWS)),
         first_error=errors[0] if errors else None,
     )

@@ -3,7 +3,10 @@
 The search space is a grid of max_batch_size x max_queue_delay x instance count. Each point
 is measured by reloading the model with that config (explicit model control) and driving it
 with `concurrency` closed-loop clients. The objective: the highest throughput whose p99
-latency meets the latency objective.
+latency meets the latency objective. The throughput of a point is the slowest third of its
+measuring window (LoadResult.sustained_per_s): on Triton 2.51 a model instance's dynamic
+batcher sometimes idles for its 500 ms default wait, and a short lucky window must not make
+such a config look best.
 
 `hill_climb` walks the grid one axis at a time from a start point that follows from the load
 (batches never grow past the number of requests in flight), keeps every measured point in a
@@ -100,6 +103,7 @@ class SearchResult:
     measured: dict[Point, Measurement] = field(default_factory=dict)
     grid_size: int = 0
     objective_ms: float = 0.0
+    measurements: int | None = None  # calls to measure, re-measurements included; default len(measured)
 
     def report(self) -> TuningReport:
         return TuningReport(
@@ -107,7 +111,7 @@ class SearchResult:
             throughput_per_s=round(self.best.throughput_per_s, 2),
             p99_ms=round(self.best.p99_ms, 3),
             latency_objective_ms=self.objective_ms,
-            measurements=len(self.measured),
+            measurements=self.measurements if self.measurements is not None else len(self.measured),
             grid_size=self.grid_size,
         )
 
@@ -139,16 +143,16 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def start_point(grid: TuningGrid, concurrency: int, cores: int) -> tuple[int, int, int]:
-    """Grid indices of the start: the largest batch the in-flight requests can fill, the shortest
-    non-zero delay (enough to gather requests that arrive together), and as many instances as
-    cores up to the grid's largest (each CPU instance runs one ONNX Runtime thread)."""
+def start_point(grid: TuningGrid, concurrency: int, cores: int, objective_ms: float) -> tuple[int, int, int]:
+    """Grid indices of the start, from what the load allows:
+    - the largest batch the in-flight requests can fill;
+    - the longest delay within a tenth of the latency objective: while requests keep coming, a
+      batch fills before its delay runs out, and the delay saves executions of partial batches;
+    - as many instances as cores (each CPU instance runs one ONNX Runtime thread)."""
     fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= concurrency]
-    batch_index = fillable[-1] if fillable else 0
-    delays = grid.queue_delays_us
-    delay_index = 1 if len(delays) > 1 and delays[0] == 0 else 0
+    affordable = [i for i, delay in enumerate(grid.queue_delays_us) if delay <= objective_ms * 100]
     fitting = [i for i, count in enumerate(grid.instance_counts) if count <= cores]
-    return (batch_index, delay_index, fitting[-1] if fitting else 0)
+    return (fillable[-1] if fillable else 0, affordable[-1] if affordable else 0, fitting[-1] if fitting else 0)
 
 
 def hill_climb(
@@ -159,13 +163,26 @@ def hill_climb(
     concurrency: int,
     budget: int | None = None,
     cores: int | None = None,
+    min_gain: float = 0.03,
 ) -> SearchResult:
     """Coordinate hill climbing over the grid's index space, at most `budget` measurements
-    (default: a quarter of the grid). Along each axis it steps in one direction while that
-    improves, then tries the other; it repeats passes over the axes until a pass moves nowhere.
-    Batch sizes above `concurrency` are never tried: that many requests are never queued at once."""
+    (default: a quarter of the grid).
+
+    Along each axis it steps in one direction while that improves, then tries the other; it
+    repeats passes over the axes until a pass moves nowhere. A step must gain `min_gain` of
+    throughput (or newly meet the objective): smaller gains are within the noise of a single
+    measurement. Batch sizes above `concurrency` are never tried: that many requests are never
+    queued at once. Budget left at the end re-measures the two best points, when they are close,
+    and keeps the better mean."""
     budget = budget if budget is not None else max(1, grid.size // 4)
-    cache = _Cache(measure)
+    calls = 0
+
+    def counted(point: Point) -> Measurement:
+        nonlocal calls
+        calls += 1
+        return measure(point)
+
+    cache = _Cache(counted)
     axes = grid.axes
     limits = [len(a) - 1 for a in axes]
     fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= concurrency]
@@ -174,10 +191,15 @@ def hill_climb(
     def point_of(index: tuple[int, ...]) -> Point:
         return tuple(axis[i] for axis, i in zip(axes, index))  # type: ignore[return-value]
 
-    current = start_point(grid, concurrency, cores or usable_cores())
+    def improves(m: Measurement, incumbent: Measurement) -> bool:
+        if m.feasible(objective_ms) and incumbent.feasible(objective_ms):
+            return m.throughput_per_s > incumbent.throughput_per_s * (1 + min_gain)
+        return better(m, incumbent, objective_ms)
+
+    current = start_point(grid, concurrency, cores or usable_cores(), objective_ms)
     best = cache(point_of(current))
     moved = True
-    while moved and len(cache.measured) < budget:
+    while moved and calls < budget:
         moved = False
         for axis in range(len(axes)):
             for direction in (+1, -1):
@@ -187,15 +209,37 @@ def hill_climb(
                     if not 0 <= candidate[axis] <= limits[axis]:
                         break
                     point = point_of(candidate)
-                    if point not in cache.measured and len(cache.measured) >= budget:
+                    if point not in cache.measured and calls >= budget:
                         break
                     m = cache(point)
-                    if not better(m, best, objective_ms):
+                    if not improves(m, best):
                         break
                     current, best, stepped, moved = candidate, m, True, True
                 if stepped:
                     break  # improved going this way: the other way is where we came from
-    return SearchResult(best, cache.measured, grid.size, objective_ms)
+    best = _confirm(cache, counted, best, objective_ms, budget - calls)
+    return SearchResult(best, cache.measured, grid.size, objective_ms, measurements=calls)
+
+
+def _confirm(cache: "_Cache", measure: Callable[[Point], Measurement], best: Measurement, objective_ms: float, spare: int) -> Measurement:
+    """With two spare measurements, measure the best and the runner-up again when they are within
+    10% of each other, and keep the one with the higher mean."""
+    feasible = sorted((m for m in cache.measured.values() if m.feasible(objective_ms)), key=lambda m: -m.throughput_per_s)
+    if spare < 2 or len(feasible) < 2 or feasible[1].throughput_per_s < 0.9 * feasible[0].throughput_per_s:
+        return best
+    merged = []
+    for first in feasible[:2]:
+        again = measure(first.point)
+        mean = Measurement(
+            first.point,
+            (first.throughput_per_s + again.throughput_per_s) / 2,
+            (first.p50_ms + again.p50_ms) / 2,
+            max(first.p99_ms, again.p99_ms),
+            first.error or again.error,
+        )
+        cache.measured[first.point] = mean
+        merged.append(mean)
+    return merged[0] if better(merged[0], merged[1], objective_ms) else merged[1]
 
 
 def _step(index: tuple[int, ...], axis: int, direction: int) -> tuple[int, ...]:
@@ -288,7 +332,7 @@ class Profiler:
     def measure(self, point: Point) -> Measurement:
         try:
             result = self.run(batching_for(point))
-            m = Measurement(point, result.throughput_per_s, result.p50_ms, result.p99_ms, result.first_error if result.errors else None)
+            m = Measurement(point, result.sustained_per_s, result.p50_ms, result.p99_ms, result.first_error if result.errors else None)
         except Exception as error:  # noqa: BLE001 - a point that fails to load or serve is a bad point, not a crash
             m = Measurement(point, 0.0, math.inf, math.inf, f"{type(error).__name__}: {error}")
         self.log.append(m)
