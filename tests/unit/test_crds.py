@@ -50,3 +50,10 @@ def test_inference_model_crd_surface():
     assert spec["properties"]["serving"]["properties"]["replicas"]["minimum"] == 0
     rules = spec["properties"]["optimization"]["properties"]["recipe"]["x-kubernetes-validations"]
     assert "unknown recipe" in rules[0]["message"]
+
+
+def test_readme_crd_reference_is_current():
+    from inferops.api.reference import render_into
+
+    readme = (REPO / "README.md").read_text()
+    assert render_into(readme) == readme, "README's CRD reference is stale: run `python -m inferops.api.reference`"

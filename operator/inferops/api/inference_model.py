@@ -12,16 +12,19 @@ from .report import OptimizationReport
 from .tensors import ApiModel, BatchingConfig, TensorSpec
 
 MODEL_URI_PATTERN = r"^(s3|gs|https|pvc|file)://[^\s\"']+$"
-ModelFormat = Literal["onnx", "torchscript", "pytorch", "safetensors", "tensorrt-plan", "sklearn"]
+ModelFormat = Literal["onnx", "safetensors", "torchscript", "pytorch", "tensorrt-plan"]
 Phase = Literal["Pending", "Optimizing", "Deploying", "Ready", "Failed"]
 RECIPE_CHAIN_PATTERN = r"^[a-z0-9-]+(,[a-z0-9-]+)*$"
 
 
 class ModelSource(ApiModel):
     uri: str = Field(max_length=2048, pattern=MODEL_URI_PATTERN, description="s3://, gs://, https://, pvc://claim/path or file://")
-    format: ModelFormat = Field(default="onnx")
+    format: ModelFormat = Field(
+        default="onnx",
+        description="onnx: a .onnx file; safetensors: a BERT-style encoder folder (exported to ONNX); torchscript/pytorch need the optimizer's torch extra.",
+    )
     inputs: list[TensorSpec] | None = Field(default=None, max_length=32, description="Only where it cannot be read from the model.")
-    outputs: list[TensorSpec] | None = Field(default=None, max_length=32)
+    outputs: list[TensorSpec] | None = Field(default=None, max_length=32, description="Only where it cannot be read from the model.")
     credentials_secret: Dns1123Subdomain | None = Field(
         alias="credentialsSecret",
         default=None,
@@ -45,7 +48,13 @@ class OptimizationSpec(ApiModel):
         },
     )
     parameters: dict[str, str] = Field(default_factory=dict, description="Recipe parameters, e.g. sparsity: '0.5', studentWidth: '0.25'.")
-    eval_data: str | None = Field(alias="evalData", default=None, max_length=2048, pattern=MODEL_URI_PATTERN)
+    eval_data: str | None = Field(
+        alias="evalData",
+        default=None,
+        max_length=2048,
+        pattern=MODEL_URI_PATTERN,
+        description="Evaluation data (.npz arrays named after the inputs, with labels for accuracy; or .txt sentences for encoders). Needed by lossy recipes.",
+    )
     accuracy_budget: float = Field(alias="accuracyBudget", default=0.01, ge=0, le=1, description="Largest allowed drop of the metric (0.01 = one point).")
     image: Image | None = Field(default=None, description="Optimizer image override.")
     timeout_seconds: int = Field(alias="timeoutSeconds", default=3600, ge=1, le=7 * 24 * 3600, description="The optimization Job's deadline.")
@@ -81,13 +90,13 @@ class AutoscalingSpec(ApiModel):
 
 
 class ServingSpec(ApiModel):
-    replicas: int = Field(default=1, ge=0, le=1000)
+    replicas: int = Field(default=1, ge=0, le=1000, description="Triton replicas (ignored when autoscaling is set).")
     autoscaling: AutoscalingSpec | None = None
     latency_objective_ms: float = Field(alias="latencyObjectiveMs", default=100.0, gt=0, le=600_000, description="p99 latency objective.")
     dynamic_batching: DynamicBatchingSpec = Field(alias="dynamicBatching", default_factory=DynamicBatchingSpec)
-    instance_count: int = Field(alias="instanceCount", default=1, ge=1, le=64)
-    triton_image: Image | None = Field(alias="tritonImage", default=None)
-    response_cache: bool = Field(alias="responseCache", default=False)
+    instance_count: int = Field(alias="instanceCount", default=1, ge=1, le=64, description="Triton model instances per replica (auto batching may choose another).")
+    triton_image: Image | None = Field(alias="tritonImage", default=None, description="Triton image override.")
+    response_cache: bool = Field(alias="responseCache", default=False, description="Triton's response cache for repeated inputs.")
 
 
 class HardwareRef(ApiModel):
