@@ -9,7 +9,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from inferops.api.tensors import BatchingConfig, Signature, TensorSpec
-from inferops.triton.config import BACKENDS, ModelConfigError, QueuePolicy, build_model_config, parse_model_config
+from inferops.triton.config import BACKENDS, ModelConfigError, QueuePolicy, build_model_config, parse_model_config, signature_from_config
 
 SIGNATURE = Signature(
     inputs=[TensorSpec(name="pixels", datatype="FP32", dims=[64]), TensorSpec(name="mask", datatype="INT64", dims=[-1])],
@@ -133,3 +133,13 @@ def test_all_problems_are_reported_at_once():
     with pytest.raises(ModelConfigError) as caught:
         build_model_config("digits", "tensorrt", Signature(), bad, "KIND_CPU")
     assert len(caught.value.problems) == 5, caught.value.problems
+
+
+@pytest.mark.parametrize("batching", [None, BATCHED])
+def test_signature_reads_back_from_a_built_config(batching):
+    signature = Signature(
+        inputs=[*SIGNATURE.inputs, TensorSpec(name="ids", datatype="INT64", dims=[]), TensorSpec(name="text", datatype="BYTES", dims=[2])],
+        outputs=SIGNATURE.outputs,
+    )
+    config = parse_model_config(build_model_config("digits", "python", signature, batching))
+    assert signature_from_config(config) == signature

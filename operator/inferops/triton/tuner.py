@@ -10,8 +10,12 @@ such a config look best.
 
 `hill_climb` walks the grid one axis at a time from a start point that follows from the load
 (batches never grow past the number of requests in flight), keeps every measured point in a
-cache, and stops when no neighbour improves or its budget of measurements is spent.
+cache, stops when no neighbour improves by more than the noise or its budget (a quarter of the
+grid) is spent, and spends what is left re-measuring the two leaders when they are close.
 `exhaustive` measures every point; it exists to check the climber.
+
+Measuring runs the wheel's tritonserver on this machine, so the result holds for the CPU
+(python backend running ONNX Runtime); a GPU deployment needs profiling on its own hardware.
 """
 
 from __future__ import annotations
