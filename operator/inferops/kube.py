@@ -99,6 +99,19 @@ class Kube:
         )
         return True
 
+    async def apply_fields(self, partial: dict[str, Any], field_manager: str) -> None:
+        """Server-side apply of a partial object under another field manager (ownership hand-over)."""
+        meta = partial["metadata"]
+        path = f"{_PATHS[(partial['apiVersion'], partial['kind'])].format(namespace=meta['namespace'])}/{meta['name']}"
+        await self.call("PATCH", path, body=partial, content_type="application/apply-patch+yaml", query=[("fieldManager", field_manager), ("force", "true")])
+
+    async def delete_object(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        try:
+            await self.call("DELETE", f"{_PATHS[(api_version, kind)].format(namespace=namespace)}/{name}")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+
     async def delete_job(self, namespace: str, name: str) -> None:
         path = f"{_PATHS[('batch/v1', 'Job')].format(namespace=namespace)}/{name}"
         try:

@@ -22,11 +22,12 @@ from .reconcile.children import ModelRef
 from .reconcile.conditions import condition, merge_conditions
 from .reconcile.naming import serving_name
 from .reconcile.plan import Observed, Plan, SmokeResult, desired_state
-from .reconcile.settings import OperatorSettings
+from .reconcile.settings import FIELD_MANAGER, OperatorSettings
 
 log = logging.getLogger("inferops.reconcile")
 STATUS_FIELDS = {f.alias or name for name, f in InferenceModelStatus.model_fields.items()}
 RETRY_FAILED_PROBES_AFTER_S = 30.0
+HANDOVER_MANAGER = "inferops-replicas-handover"
 
 
 def now_iso() -> str:
@@ -118,15 +119,17 @@ class Reconciler:
                 hardware = HardwareClassSpec.model_validate(class_body.get("spec") or {})
             except ValidationError as exc:
                 hardware_error = f"HardwareClass {model.spec.hardware.class_name!r} is invalid: {_validation_message(exc)}"
-        jobs, deployment = await asyncio.gather(
+        jobs, deployment, autoscaler = await asyncio.gather(
             self.kube.list_owned("batch/v1", "Job", model.namespace, model.name),
             self.kube.get_owned("apps/v1", "Deployment", model.namespace, serving_name(model.name)),
+            self.kube.get_owned("autoscaling/v2", "HorizontalPodAutoscaler", model.namespace, serving_name(model.name)),
         )
         return Observed(
             hardware_class=hardware,
             hardware_class_error=hardware_error,
             jobs=[j for j in jobs if _owned_by(j, model.uid)],
             deployment=deployment if deployment and _owned_by(deployment, model.uid) else None,
+            autoscaler=autoscaler if autoscaler and _owned_by(autoscaler, model.uid) else None,
             status=live_status,
         )
 
@@ -154,7 +157,9 @@ class Reconciler:
 
     async def _apply(self, model: ModelRef, plan: Plan, observed: Observed) -> None:
         for desired in plan.apply:
-            live = observed.deployment if desired["kind"] == "Deployment" else None
+            live = {"Deployment": observed.deployment, "HorizontalPodAutoscaler": observed.autoscaler}.get(desired["kind"])
+            if desired["kind"] == "Deployment" and "replicas" not in desired["spec"]:
+                await self._hand_over_replicas(desired, live, plan)
             if desired["kind"] == "Job":
                 live = next((j for j in observed.jobs if j["metadata"]["name"] == desired["metadata"]["name"]), None)
                 if live is not None:
@@ -164,6 +169,26 @@ class Reconciler:
         for name in plan.delete_jobs:
             log.info("retiring optimization Job %s/%s", model.namespace, name)
             await self.kube.delete_job(model.namespace, name)
+        for name in plan.delete_autoscalers:
+            log.info("autoscaling removed: deleting HorizontalPodAutoscaler %s/%s", model.namespace, name)
+            await self.kube.delete_object("autoscaling/v2", "HorizontalPodAutoscaler", model.namespace, name)
+
+    async def _hand_over_replicas(self, desired: dict[str, Any], live: dict[str, Any] | None, plan: Plan) -> None:
+        """Before we stop applying spec.replicas, give it to a hand-over manager at its current value.
+
+        Dropping a field we alone own resets it to its default (1): a serving outage until the HPA
+        acts. This is the hand-over of the Kubernetes docs (server-side apply, transferring
+        ownership); the HPA's next scale write takes the field from the hand-over manager."""
+        if live is None or not _applies_replicas(live):
+            return
+        hpa = next(o for o in plan.apply if o["kind"] == "HorizontalPodAutoscaler")
+        low, high = hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]
+        replicas = min(max(int(live["spec"].get("replicas") or low), low), high)
+        meta = desired["metadata"]
+        await self.kube.apply_fields(
+            {"apiVersion": desired["apiVersion"], "kind": desired["kind"], "metadata": {"name": meta["name"], "namespace": meta["namespace"]}, "spec": {"replicas": replicas}},
+            HANDOVER_MANAGER,
+        )
 
     async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         live = body.get("status") or {}
@@ -183,6 +208,13 @@ class Reconciler:
 def _going_away(exc: ApiException) -> bool:
     """The model or its namespace was deleted while we worked: not an error."""
     return exc.status == 404 or (exc.status == 403 and "NamespaceTerminating" in (exc.body or ""))
+
+
+def _applies_replicas(deployment: dict[str, Any]) -> bool:
+    return any(
+        entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply" and "f:replicas" in (entry.get("fieldsV1") or {}).get("f:spec", {})
+        for entry in deployment["metadata"].get("managedFields") or []
+    )
 
 
 def _owned_by(obj: dict[str, Any], uid: str) -> bool:

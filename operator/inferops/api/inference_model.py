@@ -84,9 +84,13 @@ class DynamicBatchingSpec(ApiModel):
 
 
 class AutoscalingSpec(ApiModel):
-    min_replicas: int = Field(alias="minReplicas", default=1, ge=0, le=1000)
+    # An HPA refuses minReplicas 0 (scale to zero is an alpha feature gate).
+    min_replicas: int = Field(alias="minReplicas", default=1, ge=1, le=1000)
     max_replicas: int = Field(alias="maxReplicas", ge=1, le=1000)
-    target_queue_microseconds: int = Field(alias="targetQueueMicroseconds", default=50_000, ge=1)
+    target_queue_microseconds: int = Field(
+        alias="targetQueueMicroseconds", default=50_000, ge=1,
+        description="Target average time a request waits in Triton's queue, per pod (the HPA's Pods metric).",
+    )
 
 
 class ServingSpec(ApiModel):

@@ -21,6 +21,8 @@ from .settings import OperatorSettings
 MODELS_VOLUME = "/models"
 REPOSITORY = "/models/repository"  # filled by `inferops pull`, which replaces its destination as a whole
 BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tensorrt-plan": "tensorrt", "torchscript": "pytorch", "pytorch": "pytorch"}
+# Served by a Prometheus Adapter rule (chart values.yaml, metrics.adapterRule) from Triton's counters.
+QUEUE_METRIC = "nv_inference_queue_duration_us_per_request"
 DEFAULT_AUTO_BATCHING = {"max_batch_size": 32, "preferred_batch_sizes": [8, 16, 32], "max_queue_delay_microseconds": 500}
 
 
@@ -190,7 +192,7 @@ def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revi
     deployment = _load(
         "deployment.yaml.j2",
         name=name,
-        replicas=autoscaling.min_replicas if autoscaling else spec.serving.replicas,
+        replicas=None if autoscaling else spec.serving.replicas,  # with autoscaling the HPA owns it
         selector=selector_labels(model.name),
         pod_annotations={
             "inferops.dev/config-hash": canonical_hash(config_pbtxt, 16),
@@ -212,7 +214,28 @@ def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revi
         **common,
     )
     service = _load("service.yaml.j2", name=name, selector=selector_labels(model.name), **common)
-    return [configmap, deployment, service], batching
+    serving = [configmap, deployment, service]
+    if autoscaling:
+        serving.append(desired_autoscaler(model))
+    return serving, batching
+
+
+def desired_autoscaler(model: ModelRef) -> dict[str, Any]:
+    """autoscaling/v2 HPA on the Deployment, scaling on Triton's queue time per request."""
+    autoscaling = model.spec.serving.autoscaling
+    assert autoscaling is not None
+    return _load(
+        "hpa.yaml.j2",
+        name=serving_name(model.name),
+        namespace=model.namespace,
+        labels=labels(model.name, "serving"),
+        owner_references=model.owner_references(),
+        target=serving_name(model.name),
+        min_replicas=autoscaling.min_replicas,
+        max_replicas=autoscaling.max_replicas,
+        metric=QUEUE_METRIC,
+        target_value=str(autoscaling.target_queue_microseconds),
+    )
 
 
 def endpoint(model: ModelRef) -> str:

@@ -28,6 +28,7 @@ class Observed:
     hardware_class_error: str | None = None
     jobs: list[dict[str, Any]] = field(default_factory=list)
     deployment: dict[str, Any] | None = None
+    autoscaler: dict[str, Any] | None = None  # the model's HorizontalPodAutoscaler, if one exists
     report: OptimizationReport | None = None
     report_error: str | None = None
     smoke: SmokeResult | None = None
@@ -39,6 +40,7 @@ class Plan:
     apply: list[dict[str, Any]]
     delete_jobs: list[str]
     status: dict[str, Any]
+    delete_autoscalers: list[str] = field(default_factory=list)
     job_name: str | None = None
     artifact_uri: str | None = None
     needs_report: bool = False
@@ -78,6 +80,8 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
     }
     conditions: list[dict[str, Any]] = []
     plan = Plan(apply=[], delete_jobs=[], status=status)
+    if observed.autoscaler is not None and model.spec.serving.autoscaling is None:
+        plan.delete_autoscalers.append(observed.autoscaler["metadata"]["name"])  # replicas return to the spec's
 
     def finish(phase: str) -> Plan:
         status["phase"] = phase
@@ -161,7 +165,8 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
         status["report"] = revision.report.model_dump(mode="json", by_alias=True, exclude_none=True)
     status["batching"] = batching.model_dump(mode="json", by_alias=True) if batching else None
     status["endpoint"] = endpoint(model)
-    ready, ready_replicas, replicas = _deployment_ready(observed.deployment, model.spec.serving.replicas)
+    wanted = _wanted_replicas(model, observed.deployment)
+    ready, ready_replicas, replicas = _deployment_ready(observed.deployment, wanted)
     status["readyReplicas"] = ready_replicas
     status["replicas"] = replicas
 
@@ -178,15 +183,23 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
         if observed.smoke is not None:
             detail += f"; smoke inference: {observed.smoke.message}"
         conditions.append(condition("Ready", True, "DeploymentReady", detail))
-    elif observed.deployment is not None and _deployment_ready(observed.deployment, model.spec.serving.replicas)[0]:
+    elif observed.deployment is not None and _deployment_ready(observed.deployment, wanted)[0]:
         conditions.append(condition("Ready", False, smoke_reason, smoke_message))
     else:
-        conditions.append(condition("Ready", False, "DeploymentProgressing", f"{ready_replicas} of {model.spec.serving.replicas} replica(s) ready"))
+        conditions.append(condition("Ready", False, "DeploymentProgressing", f"{ready_replicas} of {wanted} replica(s) ready"))
     if state in ("running", "absent"):
         return finish("Optimizing")
     if state == "failed":
         return finish("Failed")
     return finish("Ready" if ready else "Deploying")
+
+
+def _wanted_replicas(model: ModelRef, deployment: dict[str, Any] | None) -> int:
+    """The spec's replicas, or with autoscaling what the HPA last set on the Deployment."""
+    autoscaling = model.spec.serving.autoscaling
+    if autoscaling is None:
+        return model.spec.serving.replicas
+    return int(((deployment or {}).get("spec") or {}).get("replicas") or autoscaling.min_replicas)
 
 
 def _was_ready(previous: dict[str, Any]) -> bool:
