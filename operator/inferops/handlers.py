@@ -17,6 +17,7 @@ import kopf
 from .api.common import GROUP, VERSION
 from .api.recipes import GPU_ONLY_RECIPES
 from .kube import Kube, load_config
+from .metrics import METRICS
 from .reconcile.naming import MANAGED_BY, MODEL_LABEL
 from .reconcile.settings import OperatorSettings
 from .reconciler import Reconciler
@@ -45,6 +46,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     memo.reconciler = Reconciler(Kube(), OperatorSettings.from_env(), _post_event)
     memo.known_models = set()
     memo.resync = asyncio.create_task(_resync_forever(memo.reconciler, memo.known_models))
+    memo.metrics_server = METRICS.serve(int(os.environ.get("INFEROPS_METRICS_PORT", "9090")), os.environ.get("INFEROPS_METRICS_ADDRESS", "0.0.0.0"))
 
 
 def _configure_webhook(settings: kopf.OperatorSettings, spec: str) -> None:
@@ -75,6 +77,9 @@ def _configure_webhook(settings: kopf.OperatorSettings, spec: str) -> None:
 @kopf.on.cleanup()
 async def cleanup(memo: kopf.Memo, **_) -> None:
     memo.resync.cancel()
+    if memo.metrics_server is not None:
+        memo.metrics_server.shutdown()
+        memo.metrics_server.server_close()
 
 
 async def _resync_forever(reconciler: Reconciler, known: set[tuple[str, str]]) -> None:
@@ -104,6 +109,7 @@ def hardware_classes(name: str, spec: kopf.Spec, **_):
 async def model_event(event, namespace: str, name: str, memo: kopf.Memo, **_) -> None:
     if event["type"] == "DELETED":
         memo.known_models.discard((namespace, name))
+        METRICS.set_phase(namespace, name, None)
         return
     memo.known_models.add((namespace, name))
     await memo.reconciler.reconcile(namespace, name)

@@ -16,6 +16,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from .api.common import GROUP, VERSION
+from .metrics import METRICS
 from .reconcile.naming import APPLIED_HASH, MODEL_LABEL, canonical_hash
 from .reconcile.settings import FIELD_MANAGER
 
@@ -56,6 +57,8 @@ class Kube:
         return json.loads(response.data) if response.data else None
 
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        if method != "GET":
+            METRICS.write(method, path, kwargs.get("content_type", "application/json"))
         return await asyncio.to_thread(self._call, method, path, **kwargs)
 
     async def get(self, path: str) -> dict[str, Any] | None:

@@ -18,6 +18,7 @@ from .api.hardware_class import HardwareClassSpec
 from .api.inference_model import InferenceModelSpec, InferenceModelStatus
 from .api.report import OptimizationReport
 from .kube import Kube
+from .metrics import METRICS
 from .reconcile.children import ModelRef
 from .reconcile.conditions import condition, merge_conditions
 from .reconcile.naming import serving_name
@@ -71,9 +72,10 @@ class Reconciler:
         self._smoke: dict[tuple[str, str, int], tuple[float, SmokeResult]] = {}
 
     async def reconcile(self, namespace: str, name: str) -> None:
-        async with self._locks[(namespace, name)]:
+        async with self._locks[(namespace, name)], METRICS.reconcile():
             body = await self.kube.get_model(namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
+                METRICS.set_phase(namespace, name, None)
                 return  # children go with it through their owner references
             try:
                 await self._reconcile(body)
@@ -192,6 +194,7 @@ class Reconciler:
 
     async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         live = body.get("status") or {}
+        METRICS.set_phase(body["metadata"]["namespace"], body["metadata"]["name"], status.get("phase"))
         patch = {k: v for k, v in status.items() if live.get(k) != v}
         patch.update({k: None for k in STATUS_FIELDS if k in live and k not in status})
         if not patch:

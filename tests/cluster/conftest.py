@@ -99,8 +99,11 @@ def operator(cluster, tmp_path_factory):
     cluster.with_token(token, kubeconfig)
     artifacts = workdir / "artifacts"
     artifacts.mkdir()
+    metrics_port = _free_port()
     env = dict(
         os.environ,
+        INFEROPS_METRICS_PORT=str(metrics_port),
+        INFEROPS_METRICS_ADDRESS="127.0.0.1",
         KUBECONFIG=str(kubeconfig),
         INFEROPS_ARTIFACT_ROOT=f"file://{artifacts}",
         INFEROPS_SMOKE_TEST="false",  # kwok pods run nothing; the Triton tests cover the smoke inference
@@ -111,6 +114,7 @@ def operator(cluster, tmp_path_factory):
     proc = OperatorProcess(cluster, workdir, env)
     proc.artifacts = artifacts
     proc.user = OPERATOR_USER
+    proc.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     proc.start()
     yield proc
     proc.stop()
