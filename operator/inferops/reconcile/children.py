@@ -21,7 +21,7 @@ from .settings import OperatorSettings
 MODELS_VOLUME = "/models"
 REPOSITORY = "/models/repository"  # filled by `inferops pull`, which replaces its destination as a whole
 BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tensorrt-plan": "tensorrt", "torchscript": "pytorch", "pytorch": "pytorch"}
-# Served by a Prometheus Adapter rule (chart values.yaml, metrics.adapterRule) from Triton's counters.
+# Served by a Prometheus Adapter rule (chart values.yaml, under metrics.podMonitor) from Triton's counters.
 QUEUE_METRIC = "nv_inference_queue_duration_us_per_request"
 DEFAULT_AUTO_BATCHING = {"max_batch_size": 32, "preferred_batch_sizes": [8, 16, 32], "max_queue_delay_microseconds": 500}
 
