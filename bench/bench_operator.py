@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from inferops.devcluster.cluster import LocalCluster
+from inferops.devcluster.cluster import LocalCluster, _die_with_parent as die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 USER = "system:serviceaccount:inferops-system:inferops"
@@ -97,7 +97,9 @@ def run_once(count: int, timeout: float) -> dict:
                 INFEROPS_RESYNC_SECONDS="3600",
             )
             log = open(Path(workdir) / "operator.log", "w")
-            operator = subprocess.Popen([sys.executable, "-m", "inferops.cli", "operator"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            operator = subprocess.Popen(
+                [sys.executable, "-m", "inferops.cli", "operator"], env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+            )
             try:
                 time.sleep(3)
                 started = time.monotonic()
