@@ -26,13 +26,20 @@ PROFILES = Path(__file__).parent / "profiles"
 _PR_SET_PDEATHSIG = 1
 
 
-# Every write request, by whom: lets tests count what a reconcile really wrote.
-AUDIT_POLICY = """apiVersion: audit.k8s.io/v1
+# Every write request, by whom: lets tests count what a reconcile really wrote. Reads are
+# recorded too, but only those of ServiceAccounts in the operator's namespace (request-rate
+# benchmarks); audit_writes() keeps to writes.
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+OPERATOR_SERVICE_ACCOUNTS = "system:serviceaccounts:inferops-system"
+AUDIT_POLICY = f"""apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
 - level: Metadata
-  verbs: [create, update, patch, delete, deletecollection]
+  verbs: [{", ".join(WRITE_VERBS)}]
+- level: Metadata
+  userGroups: ["{OPERATOR_SERVICE_ACCOUNTS}"]
+  verbs: [get, list, watch]
 - level: None
 """
 
@@ -112,6 +119,7 @@ class LocalCluster(Cluster):
         self.server = ""
         self._procs: list[_Proc] = []
         self._bins: dict[str, Path] = {}
+        self._stopped: dict[str, list[str]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -241,22 +249,58 @@ class LocalCluster(Cluster):
 
     def audit_writes(self, user: str | None = None) -> list[dict]:
         """Write requests the API server completed, oldest first (optionally only those of `user`)."""
-        events = []
+        return [e for e in self.audit_requests(user) if e.get("verb") in WRITE_VERBS]
+
+    def audit_requests(self, user: str | None = None) -> list[dict]:
+        """Audited requests, once each (a watch logs when it starts and ends), oldest first.
+
+        Reads are audited only for the ServiceAccounts of the inferops-system namespace."""
+        events, seen = [], set()
         if self.audit_log.exists():
             for line in self.audit_log.read_text().splitlines():
                 event = json.loads(line)
+                if event.get("auditID") in seen:
+                    continue
+                seen.add(event.get("auditID"))
                 if user is None or event.get("user", {}).get("username") == user:
                     events.append(event)
         return events
 
     def restart_process(self, name: str) -> None:
         """Stop and start one control-plane process with the same arguments (fault tests)."""
+        self.stop_process(name)
+        self.start_process(name)
+
+    def stop_process(self, name: str) -> None:
+        """SIGTERM one control-plane process and wait for it; start_process() brings it back."""
         proc = next(p for p in self._procs if p.name == name)
-        args = proc.popen.args
+        self._stopped[name] = list(proc.popen.args[1:])
         os.killpg(proc.popen.pid, signal.SIGTERM)
-        proc.popen.wait(timeout=20)
+        try:
+            proc.popen.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait(timeout=5)
         self._procs.remove(proc)
-        self._spawn(name, *args[1:])
+
+    def start_process(self, name: str, timeout: float = 120) -> None:
+        """Start a process stopped by stop_process() and wait until the API server answers ready
+        again (for etcd too: the API server is ready only with its storage back)."""
+        self._spawn(name, *self._stopped.pop(name))
+        if name in ("etcd", "kube-apiserver"):
+            deadline = time.monotonic() + timeout
+            self._wait(lambda: self.kubectl("get", "--raw", "/readyz", check=False, timeout=10).stdout.strip() == "ok", deadline, f"{name} to come back (API server /readyz)")
+            self._wait_controllers(deadline)
+
+    def _wait_controllers(self, deadline: float) -> None:
+        """The controllers' watches reconnect with a backoff after an outage: wait until the
+        controller manager acts again (a new namespace gets its default ServiceAccount)."""
+        probe = f"probe-{int(time.time() * 1000) % 10**9}"
+        self.kubectl("create", "namespace", probe)
+        try:
+            self._wait(lambda: self.kubectl("get", "serviceaccount", "default", "-n", probe, check=False).returncode == 0, deadline, "the controller manager after a restart")
+        finally:
+            self.kubectl("delete", "namespace", probe, "--wait=false", check=False)
 
     def _spawn(self, name: str, *args: str) -> None:
         log = self.workdir / "logs" / f"{name}.log"
