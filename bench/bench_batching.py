@@ -4,7 +4,7 @@ For each concurrency (1, 8, 32 by default) the tuner (hill climbing) and an exha
 the same grid each pick a config under the same p99 objective; then the three configs are
 measured again side by side, interleaved, in one server, and the ratios printed.
 
-    .venv/bin/python bench/bench_batching.py [--concurrency 1 8 32] [--objective-ms 50] [--json out.json]
+    .venv/bin/python bench/bench_batching.py [--concurrency 1 8 32] [--objective-ms 200] [--json out.json]
 
 The model is the digits MLP of inferops.triton.sample_model served by the python backend
 running ONNX Runtime (one thread per instance). "No batching" uses max_batch_size 16 without
@@ -47,7 +47,7 @@ def describe(b: BatchingConfig) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
-    parser.add_argument("--objective-ms", type=float, default=50.0, help="p99 latency objective for tuner and sweep")
+    parser.add_argument("--objective-ms", type=float, default=200.0, help="p99 latency objective for tuner and sweep")
     parser.add_argument("--duration", type=float, default=1.5, help="seconds measured per grid point")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the final comparison (median)")
     parser.add_argument("--json", type=Path, help="also write the results here")

@@ -81,7 +81,7 @@ def test_server_and_its_stubs_end_when_the_block_fails(make_repository, tmp_path
     with pytest.raises(RuntimeError, match="boom"):
         with TritonServer(repository) as server:
             group = server.process.pid
-            assert ready(server.http_port)
+            assert server.is_running()
             raise RuntimeError("boom")
     with pytest.raises(ProcessLookupError):
         os.killpg(group, 0)  # no process of the server's group (server or python backend stubs) is left

@@ -147,16 +147,17 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def start_point(grid: TuningGrid, concurrency: int, cores: int, objective_ms: float) -> tuple[int, int, int]:
+def start_point(grid: TuningGrid, concurrency: int, cores: int) -> tuple[int, int, int]:
     """Grid indices of the start, from what the load allows:
-    - the largest batch the in-flight requests can fill;
-    - the longest delay within a tenth of the latency objective: while requests keep coming, a
-      batch fills before its delay runs out, and the delay saves executions of partial batches;
-    - as many instances as cores (each CPU instance runs one ONNX Runtime thread)."""
-    fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= concurrency]
-    affordable = [i for i, delay in enumerate(grid.queue_delays_us) if delay <= objective_ms * 100]
+    - as many instances as cores (each CPU instance runs one ONNX Runtime thread);
+    - the largest batch that each instance can fill at once from the requests in flight;
+    - no delay: with requests in flight, the queue refills while the instances are busy, and a
+      delay would keep an idle instance waiting for a batch the others already took."""
     fitting = [i for i, count in enumerate(grid.instance_counts) if count <= cores]
-    return (fillable[-1] if fillable else 0, affordable[-1] if affordable else 0, fitting[-1] if fitting else 0)
+    instance_index = fitting[-1] if fitting else 0
+    per_instance = max(1, concurrency // grid.instance_counts[instance_index])
+    fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= per_instance]
+    return (fillable[-1] if fillable else 0, 0, instance_index)
 
 
 def hill_climb(
@@ -200,7 +201,7 @@ def hill_climb(
             return m.throughput_per_s > incumbent.throughput_per_s * (1 + min_gain)
         return better(m, incumbent, objective_ms)
 
-    current = start_point(grid, concurrency, cores or usable_cores(), objective_ms)
+    current = start_point(grid, concurrency, cores or usable_cores())
     best = cache(point_of(current))
     moved = True
     while moved and calls < budget:
