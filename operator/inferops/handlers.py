@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 
 import kopf
 
@@ -33,20 +34,27 @@ def _post_event(body, type_: str, reason: str, message: str) -> None:
 
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
+    configure_watching(settings)
+    settings.posting.level = logging.WARNING  # Events only for state changes, which we post ourselves
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
+    _configure_webhook(settings, os.environ.get("INFEROPS_WEBHOOK", ""))
+    _configure_peering(settings)
+    load_config()
+    memo.reconciler = Reconciler(Kube(), OperatorSettings.from_env(), _post_event)
+    memo.known_models = set()
+    memo.resync = asyncio.create_task(_resync_forever(memo.reconciler, memo.known_models, settings))
+    memo.metrics_server = METRICS.serve(int(os.environ.get("INFEROPS_METRICS_PORT", "9090")), os.environ.get("INFEROPS_METRICS_ADDRESS", "0.0.0.0"))
+
+
+def configure_watching(settings: kopf.OperatorSettings) -> None:
+    """Bounded watches and workers (Kopf's defaults wait forever): a stalled stream is cut
+    after client_timeout and resumed from the last resourceVersion."""
     settings.watching.server_timeout = int(os.environ.get("INFEROPS_WATCH_SERVER_TIMEOUT", "300"))
     settings.watching.client_timeout = settings.watching.server_timeout + 30
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
     settings.batching.worker_limit = int(os.environ.get("INFEROPS_WORKER_LIMIT", "16"))
-    settings.posting.level = logging.WARNING  # Events only for state changes, which we post ourselves
-    settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
-    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
-    _configure_webhook(settings, os.environ.get("INFEROPS_WEBHOOK", ""))
-    load_config()
-    memo.reconciler = Reconciler(Kube(), OperatorSettings.from_env(), _post_event)
-    memo.known_models = set()
-    memo.resync = asyncio.create_task(_resync_forever(memo.reconciler, memo.known_models))
-    memo.metrics_server = METRICS.serve(int(os.environ.get("INFEROPS_METRICS_PORT", "9090")), os.environ.get("INFEROPS_METRICS_ADDRESS", "0.0.0.0"))
 
 
 def _configure_webhook(settings: kopf.OperatorSettings, spec: str) -> None:
@@ -82,12 +90,56 @@ async def cleanup(memo: kopf.Memo, **_) -> None:
         memo.metrics_server.server_close()
 
 
-async def _resync_forever(reconciler: Reconciler, known: set[tuple[str, str]]) -> None:
+def _configure_peering(settings: kopf.OperatorSettings) -> None:
+    """High availability with Kopf peering (`--peering=NAME`): every replica joins the
+    ClusterKopfPeering NAME; the one with the highest priority acts, the others pause their
+    watches. Replicas of one Deployment cannot be given distinct priorities, so each draws a
+    random one (unless --priority or INFEROPS_PEERING_PRIORITY sets it): equal priorities
+    would pause them all. A replica that dies stops blocking the others `lifetime` seconds
+    after its last keep-alive; one that exits cleanly leaves the peering at once."""
+    if settings.peering.standalone:
+        return
+    settings.peering.lifetime = int(os.environ.get("INFEROPS_PEERING_LIFETIME", "15"))
+    if os.environ.get("INFEROPS_PEERING_PRIORITY"):
+        settings.peering.priority = int(os.environ["INFEROPS_PEERING_PRIORITY"])
+    elif settings.peering.priority == 0:
+        settings.peering.priority = random.SystemRandom().randint(1, 2**31 - 1)
+    log.info("peering %r with priority %d", settings.peering.name, settings.peering.priority)
+
+
+async def _leading(kube: Kube, settings: kopf.OperatorSettings) -> bool:
+    """Whether this replica is the one that acts: Kopf pauses the watches of the others, but
+    not tasks of our own such as the resync. True when no live peer has a priority >= ours
+    (besides ourselves)."""
+    if settings.peering.standalone:
+        return True
+    import datetime
+
+    body = await kube.get(f"/apis/kopf.dev/v1/clusterkopfpeerings/{settings.peering.name}")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    rivals = 0
+    for peer in ((body or {}).get("status") or {}).values():
+        if not isinstance(peer, dict) or int(peer.get("priority", 0)) < settings.peering.priority:
+            continue
+        seen = datetime.datetime.fromisoformat(str(peer.get("lastseen")).replace("Z", "+00:00"))
+        if seen + datetime.timedelta(seconds=int(peer.get("lifetime", 60))) > now:
+            rivals += 1
+    return rivals <= 1
+
+
+async def _resync_forever(reconciler: Reconciler, known: set[tuple[str, str]], settings: kopf.OperatorSettings) -> None:
     """Safety net for anything a watch missed; a resync with nothing to change writes nothing.
 
-    It walks the models the watch has shown (so it keeps to the watched namespaces)."""
+    It walks the models the watch has shown (so it keeps to the watched namespaces), and only
+    on the replica that leads."""
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
+        try:
+            if not await _leading(reconciler.kube, settings):
+                continue
+        except Exception:
+            log.exception("could not tell whether this replica leads; skipping this resync")
+            continue
         for namespace, name in sorted(known):
             try:
                 await reconciler.reconcile(namespace, name)

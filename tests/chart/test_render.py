@@ -126,6 +126,39 @@ def test_options_render_webhook_namespaces_and_classes(helm):
     assert {h["metadata"]["name"] for h in by_kind(docs, "HardwareClass")} == {"cpu", "nvidia-l4", "nvidia-a100"}
 
 
+PEERING_RULES = _grants("kopf.dev", ["clusterkopfpeerings"], ["get", "list", "watch", "patch"])
+
+
+def test_two_replicas_run_in_kopf_peering(helm):
+    docs = render(helm, {"replicaCount": "2"}, namespace="ops")
+    (peering,) = by_kind(docs, "ClusterKopfPeering")
+    assert peering["apiVersion"] == "kopf.dev/v1" and peering["metadata"]["name"] == "inferops"
+    (deployment,) = by_kind(docs, "Deployment")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate"}
+    main = container(docs)
+    assert main["args"][-1] == "--peering=inferops"
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in main["env"]
+    assert rules(docs) == OPERATOR_RULES | NAMESPACE_RULES | PEERING_RULES
+    lint = run_helm(helm, "lint", "--strict", str(CHART), "--set", "replicaCount=2")
+    assert lint.returncode == 0 and "[WARNING]" not in lint.stdout, lint.stdout + lint.stderr
+
+
+def test_one_replica_is_standalone_without_peering_grants(helm):
+    docs = render(helm)
+    assert by_kind(docs, "ClusterKopfPeering") == []
+    assert not any(a.startswith("--peering") for a in container(docs)["args"])
+    assert not rules(docs) & PEERING_RULES
+
+
+def test_chart_ships_the_peering_crd():
+    import yaml
+
+    crd = yaml.safe_load((CHART / "crds" / "clusterkopfpeerings.kopf.dev.yaml").read_text())
+    assert crd["spec"]["group"] == "kopf.dev" and crd["spec"]["scope"] == "Cluster"
+    assert crd["spec"]["names"]["kind"] == "ClusterKopfPeering"
+
+
 def test_values_go_through_tojson(helm):
     tricky = 'x: "y"\n- z'
     docs = render(helm, {"extraEnv[0].name": "TRICKY", "extraEnv[0].value": tricky})
@@ -136,7 +169,7 @@ def test_values_go_through_tojson(helm):
     ("values", "complaint"),
     [
         ({"replicaCount": "-1"}, "/replicaCount"),
-        ({"replicaCount": "2"}, "/replicaCount"),
+        ({"replicaCount": "6"}, "/replicaCount"),
         ({"replicas": "1"}, "'replicas' not allowed"),
         ({"operator.logLevel": "debug"}, "'logLevel' not allowed"),
         ({"image.pullPolicy": "Sometimes"}, "/image/pullPolicy"),

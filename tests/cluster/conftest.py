@@ -29,11 +29,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def chart_rbac(namespace: str) -> list[dict]:
-    """The ServiceAccount, ClusterRole(s) and binding(s) exactly as the chart renders them."""
+def chart_rbac(namespace: str, *sets: str) -> list[dict]:
+    """The ServiceAccount, ClusterRole(s) and binding(s) exactly as the chart renders them
+    (`sets`: more `--set` values, e.g. replicaCount=2 for the peering grants)."""
     helm = ensure_binaries(("helm",))["helm"]
+    extra = [a for s in sets for a in ("--set", s)]
     rendered = subprocess.run(
-        [str(helm), "template", "inferops", str(REPO / "charts" / "inferops"), "--namespace", namespace, "--set", "webhook.enabled=true", "--set", "webhook.certSecret=inferops-webhook-tls"],
+        [str(helm), "template", "inferops", str(REPO / "charts" / "inferops"), "--namespace", namespace, "--set", "webhook.enabled=true", "--set", "webhook.certSecret=inferops-webhook-tls", *extra],
         capture_output=True, text=True, check=True,
     ).stdout
     kinds = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
@@ -41,12 +43,13 @@ def chart_rbac(namespace: str) -> list[dict]:
 
 
 class OperatorProcess:
-    def __init__(self, cluster, workdir: Path, env: dict[str, str]):
+    def __init__(self, cluster, workdir: Path, env: dict[str, str], args: tuple[str, ...] = (), log_name: str = "operator.log"):
         self.cluster = cluster
         self.workdir = workdir
         self.env = env
+        self.args = list(args)  # extra `kopf run` arguments, e.g. --peering=NAME
         self.proc: subprocess.Popen | None = None
-        self.log = workdir / "operator.log"
+        self.log = workdir / log_name
         self.starts = 0
 
     def start(self) -> None:
@@ -55,11 +58,12 @@ class OperatorProcess:
         out.write(f"\n===== start #{self.starts}\n")
         out.flush()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "inferops.cli", "operator", "--verbose"],
+            [sys.executable, "-m", "inferops.cli", "operator", "--verbose", *self.args],
             env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
         deadline = time.monotonic() + 60
-        while "Initial authentication has finished" not in self.log.read_text() or not self._webhook_ready():
+        marker = f"===== start #{self.starts}\n"  # a restart must not be fooled by an earlier run's lines
+        while "Initial authentication has finished" not in self.log.read_text().split(marker)[-1] or not self._webhook_ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"operator did not start:\n{self.tail()}")
             time.sleep(0.2)
