@@ -25,6 +25,9 @@ from .reconciler import Reconciler
 
 log = logging.getLogger("inferops.handlers")
 RESYNC_SECONDS = float(os.environ.get("INFEROPS_RESYNC_SECONDS", "300"))
+# Kopf does not retry on.event handlers: a reconcile that fails (a 500, an API server going
+# away mid-way) is retried here, with a backoff, instead of waiting for the next event.
+RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 OWNED = dict(labels={**MANAGED_BY, MODEL_LABEL: kopf.PRESENT})
 
 
@@ -43,6 +46,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     load_config()
     memo.reconciler = Reconciler(Kube(), OperatorSettings.from_env(), _post_event)
     memo.known_models = set()
+    memo.retries = {}
     memo.resync = asyncio.create_task(_resync_forever(memo.reconciler, memo.known_models, settings))
     memo.metrics_server = METRICS.serve(int(os.environ.get("INFEROPS_METRICS_PORT", "9090")), os.environ.get("INFEROPS_METRICS_ADDRESS", "0.0.0.0"))
 
@@ -157,6 +161,29 @@ def hardware_classes(name: str, spec: kopf.Spec, **_):
     return {name: dict(spec)}
 
 
+async def _reconcile(memo: kopf.Memo, namespace: str, name: str, attempt: int = 0) -> None:
+    """Reconcile; on failure schedule one retry for the model (backing off), then re-raise so
+    that Kopf logs the error. One pending retry per model; each failed retry waits longer."""
+    try:
+        await memo.reconciler.reconcile(namespace, name)
+    except Exception:
+        retries = memo.setdefault("retries", {})
+        if (namespace, name) not in retries:
+            delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+            log.warning("reconcile of %s/%s failed; retrying in %.0fs", namespace, name, delay)
+            retries[(namespace, name)] = asyncio.create_task(_retry_later(memo, namespace, name, attempt + 1, delay))
+        raise
+
+
+async def _retry_later(memo: kopf.Memo, namespace: str, name: str, attempt: int, delay: float) -> None:
+    await asyncio.sleep(delay)
+    memo.retries.pop((namespace, name), None)
+    try:
+        await _reconcile(memo, namespace, name, attempt)
+    except Exception:
+        log.exception("retry %d of %s/%s failed", attempt, namespace, name)
+
+
 @kopf.on.event(GROUP, VERSION, "inferencemodels")
 async def model_event(event, namespace: str, name: str, memo: kopf.Memo, **_) -> None:
     if event["type"] == "DELETED":
@@ -164,23 +191,23 @@ async def model_event(event, namespace: str, name: str, memo: kopf.Memo, **_) ->
         METRICS.set_phase(namespace, name, None)
         return
     memo.known_models.add((namespace, name))
-    await memo.reconciler.reconcile(namespace, name)
+    await _reconcile(memo, namespace, name)
 
 
 @kopf.on.event("batch", "v1", "jobs", **OWNED)
 async def job_event(event, namespace: str, labels, memo: kopf.Memo, **_) -> None:
-    await memo.reconciler.reconcile(namespace, labels[MODEL_LABEL])
+    await _reconcile(memo, namespace, labels[MODEL_LABEL])
 
 
 @kopf.on.event("apps", "v1", "deployments", **OWNED)
 async def deployment_event(event, namespace: str, labels, memo: kopf.Memo, **_) -> None:
-    await memo.reconciler.reconcile(namespace, labels[MODEL_LABEL])
+    await _reconcile(memo, namespace, labels[MODEL_LABEL])
 
 
 @kopf.on.event(GROUP, VERSION, "hardwareclasses")
 async def hardware_class_event(name: str, models_by_class: kopf.Index, memo: kopf.Memo, **_) -> None:
     for namespace, model in list(models_by_class.get(name, [])):
-        await memo.reconciler.reconcile(namespace, model)
+        await _reconcile(memo, namespace, model)
 
 
 def validate_model(spec: kopf.Spec, hardware_classes: kopf.Index, **_) -> None:

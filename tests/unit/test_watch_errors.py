@@ -179,3 +179,34 @@ async def test_deleted_models_leave_the_resync_set():
     await handlers.model_event(event={"type": "ADDED"}, namespace="ml", name="a", memo=memo)
     await handlers.model_event(event={"type": "DELETED"}, namespace="ml", name="a", memo=memo)
     assert memo.known_models == set() and memo.reconciler.calls == [("ml", "a")]
+
+
+class FlakyReconciler(RecordingReconciler):
+    """Fails like an API server that went away mid-reconcile, `failures` times."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def reconcile(self, namespace: str, name: str) -> None:
+        await super().reconcile(namespace, name)
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionResetError("the API server went away")
+
+
+@pytest.mark.asyncio
+async def test_a_failed_reconcile_is_retried_without_another_event(monkeypatch):
+    # Kopf does not retry on.event handlers: without our retry, this model would wait for
+    # the next event or the resync (minutes) after one failed reconcile.
+    monkeypatch.setattr(handlers, "RETRY_DELAYS", (0.05, 0.1, 0.2))
+    memo = kopf.Memo(reconciler=FlakyReconciler(failures=3), known_models=set(), retries={})
+    with pytest.raises(ConnectionResetError):
+        await handlers.model_event(event={"type": "ADDED"}, namespace="ml", name="a", memo=memo)
+    assert list(memo.retries) == [("ml", "a")]
+    started = time.monotonic()
+    while memo.reconciler.failures or memo.retries:
+        assert time.monotonic() - started < 5, memo.reconciler.calls
+        await asyncio.sleep(0.01)
+    assert memo.reconciler.calls == [("ml", "a")] * 4, "three failures, three retries, the last one succeeds"
+    assert time.monotonic() - started >= 0.05 + 0.1 + 0.2 - 0.02, "each retry waited longer"
