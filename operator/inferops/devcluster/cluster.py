@@ -174,7 +174,7 @@ class LocalCluster(Cluster):
             f"--service-account-signing-key-file={sa.key}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--api-audiences=https://kubernetes.default.svc.cluster.local",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            "--service-cluster-ip-range=10.0.0.0/16",  # room for a Service per model at 1,000+ models
             "--authorization-mode=RBAC",
             "--allow-privileged=true",
             "--profiling=false",
@@ -210,9 +210,9 @@ class LocalCluster(Cluster):
             f"--config={PROFILES / 'kwok-stages.yaml'}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
-            "--node-ip=10.0.1.1",
+            "--node-ip=10.1.1.1",
             "--node-lease-duration-seconds=40",  # kwok renews node Leases: the heartbeat that keeps nodes Ready
-            "--cidr=10.0.2.0/24",
+            "--cidr=10.1.2.0/24",
             f"--node-port={free_port()}",
             f"--server-address=127.0.0.1:{free_port()}",
         )
