@@ -66,6 +66,13 @@ def test_spare_budget_re_measures_close_leaders():
     assert result.report().measurements == sum(seen.values()) <= 8
 
 
+def test_one_client_never_pays_a_queue_delay():
+    # Even where noise makes a delayed point look better, with one request in flight it cannot be.
+    measure, calls = surface((4, 5000, 2))
+    result = hill_climb(measure, GRID, objective_ms=50, concurrency=1, cores=2)
+    assert all(delay == 0 for _, delay, _ in calls) and result.best.point == (4, 0, 2)
+
+
 def test_exhaustive_measures_every_point_once():
     measure, calls = surface((8, 1000, 2))
     result = exhaustive(measure, GRID, objective_ms=50)

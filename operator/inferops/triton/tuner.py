@@ -192,6 +192,8 @@ def hill_climb(
     limits = [len(a) - 1 for a in axes]
     fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= concurrency]
     limits[0] = fillable[-1] if fillable else 0
+    if concurrency == 1:
+        limits[1] = 0  # a lone request is never joined by another: a delay only adds latency
 
     def point_of(index: tuple[int, ...]) -> Point:
         return tuple(axis[i] for axis, i in zip(axes, index))  # type: ignore[return-value]
