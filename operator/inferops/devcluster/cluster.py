@@ -183,6 +183,7 @@ class LocalCluster(Cluster):
             f"--audit-log-path={self.audit_log}",
             "--audit-log-format=json",
             "--audit-log-mode=blocking",
+            "--audit-log-maxsize=10240",  # MB; the default rotates at 100 MB and audit_requests() reads one file
             "--v=1",
         )
         self._wait_http(f"{self.server}/readyz", deadline, pki, admin)
