@@ -13,27 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_operator import REPO, USER, bench_nodes, models, peak_rss_mib  # noqa: E402
+from bench_operator import USER, bench_cluster, models, peak_rss_mib, rss_mib, summarize  # noqa: E402
 
 from inferops.devcluster.cluster import LocalCluster  # noqa: E402
-
-
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def requests_between(cluster: LocalCluster, start: float, end: float) -> list[dict]:
@@ -46,73 +34,32 @@ def requests_between(cluster: LocalCluster, start: float, end: float) -> list[di
     return [e for e in cluster.audit_requests(user=USER) if start <= ts(e) < end]
 
 
-def summarize(events: list[dict]) -> dict[str, int]:
-    counts: Counter[str] = Counter()
-    for e in events:
-        ref = e["objectRef"]
-        counts[f"{e['verb']} {ref.get('resource', '?')}{'/' + ref['subresource'] if ref.get('subresource') else ''}"] += 1
-    return dict(counts.most_common())
-
-
 def run(count: int, rest_seconds: float, timeout: float) -> dict:
-    with tempfile.TemporaryDirectory() as workdir:
-        cluster = LocalCluster(Path(workdir) / "cluster").start()
-        try:
-            cluster.kubectl("apply", "-f", "-", input=bench_nodes(max(1, count // 200 + 1)))
-            cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-            cluster.kubectl("wait", "crd/inferencemodels.inferops.dev", "--for=condition=Established")
-            cluster.kubectl("create", "namespace", "inferops-system")
-            cluster.kubectl("create", "namespace", "bench")
-            cluster.kubectl("create", "serviceaccount", "inferops", "-n", "inferops-system")
-            cluster.kubectl("create", "clusterrolebinding", "bench-operator", "--clusterrole=cluster-admin", "--serviceaccount=inferops-system:inferops")
-            token = cluster.kubectl("create", "token", "inferops", "-n", "inferops-system", "--duration=2h").stdout.strip()
-            operator_cluster = cluster.with_token(token, Path(workdir) / "operator.kubeconfig")
-            hw = {"apiVersion": "inferops.dev/v1alpha1", "kind": "HardwareClass", "metadata": {"name": "bench-cpu"}, "spec": {"instanceKind": "KIND_CPU", "nodeSelector": {"inferops.dev/pool": "bench"}}}
-            cluster.kubectl("apply", "-f", "-", input=json.dumps(hw))
-            env = dict(
-                os.environ,
-                KUBECONFIG=str(operator_cluster.kubeconfig),
-                INFEROPS_ARTIFACT_ROOT=f"file://{workdir}/artifacts",
-                INFEROPS_SMOKE_TEST="false",
-            )
-            log_path = Path(workdir) / "operator.log"
-            operator = subprocess.Popen(
-                [sys.executable, "-m", "inferops.cli", "operator"], env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, start_new_session=True
-            )
-            samples: list[float] = []
-            try:
-                deadline = time.monotonic() + 60
-                while "Initial authentication has finished" not in log_path.read_text():
-                    assert operator.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
-                    time.sleep(0.2)
-                time.sleep(2)
-                idle_rss = rss_mib(operator.pid)
-                wall_start, started = time.time(), time.monotonic()
-                cluster.kubectl("apply", "--server-side", "-f", "-", input=models(count), timeout=600)
-                ready = 0
-                while time.monotonic() < started + timeout:
-                    samples.append(rss_mib(operator.pid))
-                    phases = cluster.kubectl("get", "im", "-n", "bench", "-o", "jsonpath={.items[*].status.phase}", timeout=120).stdout.split()
-                    ready = phases.count("Ready")
-                    if ready == count:
-                        break
-                    if len(samples) % 15 == 0:
-                        print(f"  {time.monotonic() - started:6.0f} s: {ready} Ready, {phases.count('Optimizing')} Optimizing, RSS {samples[-1]:.0f} MiB", flush=True)
-                    time.sleep(2)
-                converge_s = time.monotonic() - started
-                wall_ready = time.time()
-                time.sleep(rest_seconds)
-                samples.append(rss_mib(operator.pid))
-                wall_end = time.time()
-                converging = requests_between(cluster, wall_start, wall_ready)
-                resting = requests_between(cluster, wall_ready, wall_end)
-                peak = peak_rss_mib(operator.pid)
-                restarts = log_path.read_text().count("Traceback")
-            finally:
-                os.killpg(operator.pid, signal.SIGTERM)
-                operator.wait(timeout=30)
-        finally:
-            cluster.stop()
+    with bench_cluster(count) as (cluster, operator):
+        samples: list[float] = []
+        time.sleep(2)
+        idle_rss = rss_mib(operator.pid)
+        wall_start, started = time.time(), time.monotonic()
+        cluster.kubectl("apply", "--server-side", "-f", "-", input=models(count), timeout=600)
+        ready = 0
+        while time.monotonic() < started + timeout:
+            samples.append(rss_mib(operator.pid))
+            phases = cluster.kubectl("get", "im", "-n", "bench", "-o", "jsonpath={.items[*].status.phase}", timeout=120).stdout.split()
+            ready = phases.count("Ready")
+            if ready == count:
+                break
+            if len(samples) % 15 == 0:
+                print(f"  {time.monotonic() - started:6.0f} s: {ready} Ready, {phases.count('Optimizing')} Optimizing, RSS {samples[-1]:.0f} MiB", flush=True)
+            time.sleep(2)
+        converge_s = time.monotonic() - started
+        wall_ready = time.time()
+        time.sleep(rest_seconds)
+        samples.append(rss_mib(operator.pid))
+        wall_end = time.time()
+        converging = requests_between(cluster, wall_start, wall_ready)
+        resting = requests_between(cluster, wall_ready, wall_end)
+        peak = peak_rss_mib(operator.pid)
+        restarts = operator.log_path.read_text().count("Traceback")
     return {
         "models": count,
         "ready": ready,

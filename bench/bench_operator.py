@@ -11,6 +11,7 @@ so that every Triton pod has room; the Jobs' pods run 1.5 s on kwok.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -18,9 +19,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
-from inferops.devcluster.cluster import LocalCluster, _die_with_parent as die_with_parent
+from inferops.devcluster.cluster import LocalCluster, die_with_parent
 
 REPO = Path(__file__).resolve().parents[1]
 USER = "system:serviceaccount:inferops-system:inferops"
@@ -67,14 +69,34 @@ def models(count: int) -> str:
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": docs})
 
 
-def peak_rss_mib(pid: int) -> float:
+def _proc_status_mib(pid: int, field: str) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
 
-def run_once(count: int, timeout: float) -> dict:
+def peak_rss_mib(pid: int) -> float:
+    return _proc_status_mib(pid, "VmHWM")
+
+
+def rss_mib(pid: int) -> float:
+    return _proc_status_mib(pid, "VmRSS")
+
+
+def summarize(events: list[dict]) -> dict[str, int]:
+    """Audit events counted by `verb resource[/subresource]`, most frequent first."""
+    counts: Counter[str] = Counter()
+    for event in events:
+        ref = event["objectRef"]
+        counts[f"{event['verb']} {ref.get('resource', '?')}" + (f"/{ref['subresource']}" if ref.get("subresource") else "")] += 1
+    return dict(counts.most_common())
+
+
+@contextlib.contextmanager
+def bench_cluster(count: int, extra_env: dict[str, str] | None = None):
+    """A fresh control plane with room for `count` Triton pods, the CRDs, the `bench-cpu` class,
+    and a running operator (ServiceAccount inferops-system/inferops). Yields (cluster, operator)."""
     with tempfile.TemporaryDirectory() as workdir:
         cluster = LocalCluster(Path(workdir) / "cluster").start()
         try:
@@ -94,38 +116,43 @@ def run_once(count: int, timeout: float) -> dict:
                 KUBECONFIG=str(operator_cluster.kubeconfig),
                 INFEROPS_ARTIFACT_ROOT=f"file://{workdir}/artifacts",
                 INFEROPS_SMOKE_TEST="false",
-                INFEROPS_RESYNC_SECONDS="3600",
+                **(extra_env or {}),
             )
-            log = open(Path(workdir) / "operator.log", "w")
+            log_path = Path(workdir) / "operator.log"
             operator = subprocess.Popen(
-                [sys.executable, "-m", "inferops.cli", "operator"], env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
+                [sys.executable, "-m", "inferops.cli", "operator"], env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent
             )
+            operator.log_path = log_path
             try:
-                time.sleep(3)
-                started = time.monotonic()
-                cluster.kubectl("apply", "-f", "-", input=models(count), timeout=300)
-                deadline = started + timeout
-                ready = 0
-                while time.monotonic() < deadline:
-                    phases = cluster.kubectl("get", "im", "-n", "bench", "-o", "jsonpath={.items[*].status.phase}").stdout.split()
-                    ready = phases.count("Ready")
-                    if ready == count:
-                        break
-                    time.sleep(1)
-                elapsed = time.monotonic() - started
-                time.sleep(3)  # let trailing events settle before counting
-                writes = [w for w in cluster.audit_writes(user=USER) if w["objectRef"].get("namespace") == "bench"]
-                by_kind: dict[str, int] = {}
-                for w in writes:
-                    key = f"{w['verb']} {w['objectRef']['resource']}" + (f"/{w['objectRef']['subresource']}" if w["objectRef"].get("subresource") else "")
-                    by_kind[key] = by_kind.get(key, 0) + 1
-                rss = peak_rss_mib(operator.pid)
+                deadline = time.monotonic() + 60
+                while "Initial authentication has finished" not in log_path.read_text():
+                    assert operator.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+                    time.sleep(0.2)
+                yield cluster, operator
             finally:
                 os.killpg(operator.pid, signal.SIGTERM)
                 operator.wait(timeout=30)
         finally:
             cluster.stop()
-    return {"models": count, "ready": ready, "seconds_to_all_ready": round(elapsed, 1), "writes_per_model": round(len(writes) / count, 2), "writes": by_kind, "operator_peak_rss_mib": round(rss, 1)}
+
+
+def run_once(count: int, timeout: float) -> dict:
+    with bench_cluster(count, {"INFEROPS_RESYNC_SECONDS": "3600"}) as (cluster, operator):
+        started = time.monotonic()
+        cluster.kubectl("apply", "-f", "-", input=models(count), timeout=300)
+        deadline = started + timeout
+        ready = 0
+        while time.monotonic() < deadline:
+            phases = cluster.kubectl("get", "im", "-n", "bench", "-o", "jsonpath={.items[*].status.phase}").stdout.split()
+            ready = phases.count("Ready")
+            if ready == count:
+                break
+            time.sleep(1)
+        elapsed = time.monotonic() - started
+        time.sleep(3)  # let trailing events settle before counting
+        writes = [w for w in cluster.audit_writes(user=USER) if w["objectRef"].get("namespace") == "bench"]
+        rss = peak_rss_mib(operator.pid)
+    return {"models": count, "ready": ready, "seconds_to_all_ready": round(elapsed, 1), "writes_per_model": round(len(writes) / count, 2), "writes": summarize(writes), "operator_peak_rss_mib": round(rss, 1)}
 
 
 def main() -> None:
