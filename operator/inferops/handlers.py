@@ -58,7 +58,8 @@ def configure_watching(settings: kopf.OperatorSettings) -> None:
     settings.watching.client_timeout = settings.watching.server_timeout + 30
     settings.watching.connect_timeout = 30
     settings.networking.request_timeout = 60
-    settings.batching.worker_limit = int(os.environ.get("INFEROPS_WORKER_LIMIT", "16"))
+    queueing = getattr(settings, "queueing", None) or settings.batching  # renamed in Kopf 1.43
+    queueing.worker_limit = int(os.environ.get("INFEROPS_WORKER_LIMIT", "16"))
 
 
 def _configure_webhook(settings: kopf.OperatorSettings, spec: str) -> None:
