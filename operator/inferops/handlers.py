@@ -14,6 +14,7 @@ import os
 import random
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from .api.common import GROUP, VERSION
 from .api.recipes import GPU_ONLY_RECIPES
@@ -45,10 +46,31 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     _configure_peering(settings)
     load_config()
     memo.reconciler = Reconciler(Kube(), OperatorSettings.from_env(), _post_event)
+    await _wait_until_served(memo.reconciler.kube)
     memo.known_models = set()
     memo.retries = {}
     memo.resync = asyncio.create_task(_resync_forever(memo.reconciler, memo.known_models, settings))
     memo.metrics_server = METRICS.serve(int(os.environ.get("INFEROPS_METRICS_PORT", "9090")), os.environ.get("INFEROPS_METRICS_ADDRESS", "0.0.0.0"))
+
+
+async def _wait_until_served(kube: Kube, timeout: float = 120) -> None:
+    """Wait until the API server serves our resources before Kopf lists them. Right after a CRD
+    is created the list answers 429 "storage is (re)initializing"; seen here once: Kopf retried
+    the list and its watch then received the models' events, but no handler ran for minutes."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for path in (f"/apis/{GROUP}/{VERSION}/hardwareclasses", f"/apis/{GROUP}/{VERSION}/inferencemodels"):
+        while True:
+            try:
+                await kube.call("GET", path, query=[("limit", "1")])
+                break
+            except Exception as exc:
+                if isinstance(exc, ApiException) and exc.status == 403:
+                    break  # served; this replica may only list its own namespaces
+                if loop.time() > deadline:
+                    raise kopf.PermanentError(f"{path} is not served after {timeout:.0f}s: {exc}") from exc
+                log.info("waiting for %s to be served: %s", path, getattr(exc, "reason", exc))
+                await asyncio.sleep(1)
 
 
 def configure_watching(settings: kopf.OperatorSettings) -> None:
