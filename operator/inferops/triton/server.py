@@ -26,6 +26,22 @@ import urllib.request
 from pathlib import Path
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """Processes of a process group that still run (zombies awaiting their reaper do not)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(entry))
+    return members
+
+
 class TritonServerError(RuntimeError):
     pass
 
@@ -223,6 +239,9 @@ class TritonServer:
             except (ProcessLookupError, PermissionError):
                 pass
             process.wait()
+            deadline = time.monotonic() + 10
+            while live_group_members(process.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)  # SIGKILL is delivered asynchronously
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
