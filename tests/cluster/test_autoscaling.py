@@ -4,12 +4,15 @@ metrics endpoint scraped over HTTP."""
 
 from __future__ import annotations
 
+import functools
 import json
-import time
 import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from test_operator import poll as _poll
+
+poll = functools.partial(_poll, timeout=30)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -55,14 +58,7 @@ def exists(cluster, namespace: str, kind: str, name: str) -> bool:
     return bool(cluster.kubectl("get", kind, name, "-n", namespace, "--ignore-not-found", "-o", "name").stdout.strip())
 
 
-def wait_for(what: str, check, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.3)
+
 
 
 def wait_ready(cluster, namespace: str, name: str) -> None:
@@ -86,8 +82,8 @@ def test_kubectl_scale_goes_through_the_scale_subresource(cluster, namespace):
 
     cluster.kubectl("scale", "inferencemodel/scaled", "-n", namespace, "--replicas=3")
     assert get(cluster, namespace, "inferencemodel", "scaled")["spec"]["serving"]["replicas"] == 3
-    wait_for("the Deployment to follow", lambda: deployment_replicas(cluster, namespace, "scaled") == 3)
-    wait_for(
+    poll("the Deployment to follow", lambda: deployment_replicas(cluster, namespace, "scaled") == 3)
+    poll(
         "status.replicas through the scale subresource",
         lambda: get(cluster, namespace, "inferencemodel", "scaled", "--subresource=scale")["status"].get("replicas") == 3,
     )
@@ -101,7 +97,7 @@ def test_autoscaling_hpa_is_created_handed_replicas_and_removed(cluster, namespa
 
     autoscaling = "{replicas: 3, autoscaling: {minReplicas: 2, maxReplicas: 4, targetQueueMicroseconds: 20000}}"
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("elastic", autoscaling))
-    hpa = wait_for("the HPA", lambda: exists(cluster, namespace, "hpa", "elastic-triton") and get(cluster, namespace, "hpa", "elastic-triton"))
+    hpa = poll("the HPA", lambda: exists(cluster, namespace, "hpa", "elastic-triton") and get(cluster, namespace, "hpa", "elastic-triton"))
     model = get(cluster, namespace, "inferencemodel", "elastic")
     assert hpa["apiVersion"] == "autoscaling/v2"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 4)
@@ -111,7 +107,7 @@ def test_autoscaling_hpa_is_created_handed_replicas_and_removed(cluster, namespa
     assert hpa["metadata"]["ownerReferences"][0]["uid"] == model["metadata"]["uid"]
 
     # Handed over at its value: never reset to the default of 1 when the operator stopped applying it.
-    deployment = wait_for(
+    deployment = poll(
         "the operator to stop applying replicas",
         lambda: (d := get(cluster, namespace, "deployment", "elastic-triton", "--show-managed-fields")) and "inferops" not in replicas_managers(d) and d,
     )
@@ -120,13 +116,13 @@ def test_autoscaling_hpa_is_created_handed_replicas_and_removed(cluster, namespa
 
     # The real HPA controller acts on the bounds (no metrics server here, so only the bounds).
     cluster.kubectl("scale", "deployment/elastic-triton", "-n", namespace, "--replicas=7")
-    wait_for("the HPA controller to enforce maxReplicas", lambda: deployment_replicas(cluster, namespace, "elastic") == 4, timeout=40)
+    poll("the HPA controller to enforce maxReplicas", lambda: deployment_replicas(cluster, namespace, "elastic") == 4, timeout=40)
     status = get(cluster, namespace, "hpa", "elastic-triton")["status"]
     assert status["desiredReplicas"] == 4
 
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("elastic", "{replicas: 2}"))
-    wait_for("the HPA to be deleted", lambda: not exists(cluster, namespace, "hpa", "elastic-triton"))
-    wait_for("replicas to return to the spec's", lambda: deployment_replicas(cluster, namespace, "elastic") == 2)
+    poll("the HPA to be deleted", lambda: not exists(cluster, namespace, "hpa", "elastic-triton"))
+    poll("replicas to return to the spec's", lambda: deployment_replicas(cluster, namespace, "elastic") == 2)
     deployment = get(cluster, namespace, "deployment", "elastic-triton", "--show-managed-fields")
     assert "inferops" in replicas_managers(deployment)
     wait_ready(cluster, namespace, "elastic")
@@ -144,7 +140,7 @@ def test_operator_metrics_move_as_a_model_becomes_ready(cluster, namespace, oper
     before = scrape(operator.metrics_url)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("measured", "{replicas: 1}"))
     wait_ready(cluster, namespace, "measured")
-    after = wait_for("the Ready phase in the gauge", lambda: (s := scrape(operator.metrics_url)) and value(s, "inferops_models", phase="Ready") >= 1 and s)
+    after = poll("the Ready phase in the gauge", lambda: (s := scrape(operator.metrics_url)) and value(s, "inferops_models", phase="Ready") >= 1 and s)
 
     assert value(after, "inferops_reconciles_total", result="ok") > value(before, "inferops_reconciles_total", result="ok")
     assert value(after, "inferops_reconcile_duration_seconds_count") > value(before, "inferops_reconcile_duration_seconds_count")

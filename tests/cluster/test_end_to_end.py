@@ -21,7 +21,7 @@ from inferops.reconcile.naming import optimization_hash
 from inferops.reconcile.settings import OperatorSettings
 from inferops.api.hardware_class import HardwareClassSpec
 from inferops.triton.config import parse_model_config
-from inferops.triton.sample_model import INPUT, digits_samples, mlp_to_onnx, train_digits_mlp
+from inferops.triton.sample_model import INPUT, mlp_to_onnx, train_digits_mlp
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from test_operator import condition, get, model_manifest, names, wait_phase
+from test_operator import condition, get, model_manifest, names, poll, wait_phase
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -71,14 +71,7 @@ def control_plane_and_operator_back(cluster, operator):
         operator.start()
 
 
-def poll(what: str, fn, timeout: float = 60, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fn()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        time.sleep(interval)
+
 
 
 def operator_creates(cluster, operator, namespace: str) -> list[str]:

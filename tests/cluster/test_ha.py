@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import OPERATOR_NAMESPACE, REPO, OperatorProcess, _free_port, chart_rbac
-from test_operator import model_manifest, names, wait_phase
+from test_operator import model_manifest, names, poll, wait_phase
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -42,12 +42,7 @@ def handled(replica: OperatorProcess, namespace: str, model: str) -> int:
     return replica.log.read_text().count(f"[{namespace}/{model}] Handler 'model_event' is invoked")
 
 
-def poll(what: str, fn, timeout: float = 60):
-    deadline = time.monotonic() + timeout
-    while not (value := fn()):
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return value
+
 
 
 @pytest.fixture(scope="module")

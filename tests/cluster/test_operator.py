@@ -62,6 +62,15 @@ def hardware_classes(cluster, operator):
     cluster.kubectl("delete", "hardwareclass", "test-cpu", "test-l4", "test-a100", "--ignore-not-found")
 
 
+def poll(what: str, fn, timeout: float = 60, interval: float = 0.3):
+    """Call fn until it returns something truthy, and return that; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := fn()):
+        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
+        time.sleep(interval)
+    return value
+
+
 def get(cluster, namespace: str, kind: str, name: str) -> dict:
     return json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
 
