@@ -1,8 +1,12 @@
 """Dynamic batching on the real tritonserver: no batching vs the tuned config vs the exhaustive best.
 
-For each concurrency (1, 8, 32 by default) the tuner (hill climbing) and an exhaustive sweep of
-the same grid each pick a config under the same p99 objective; then the three configs are
-measured again side by side, interleaved, in one server, and the ratios printed.
+For each concurrency (1, 8, 32 by default) the tuner (hill climbing, each step a duel of the
+candidate with the incumbent within one measurement's time) and an exhaustive sweep of the same
+grid (one measurement per point) each pick a config under the same p99 objective; then the three
+configs are served at once by one server and driven head to head in turns
+(Profiler.head_to_head), and each ratio is the median of its per-round ratios. Where the tuner and the sweep chose the same config it is
+measured once and the ratio is 1 by identity. "sweep's view" is the tuned point's throughput in
+the sweep's own table over the sweep's best: no extra measurement, but each is a single run.
 
     .venv/bin/python bench/bench_batching.py [--concurrency 1 8 32] [--objective-ms 200] [--json out.json]
 
@@ -49,7 +53,8 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--objective-ms", type=float, default=200.0, help="p99 latency objective for tuner and sweep")
     parser.add_argument("--duration", type=float, default=1.5, help="seconds measured per grid point")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of the final comparison (median)")
+    parser.add_argument("--rounds", type=int, default=12, help="rounds of the head-to-head comparison")
+    parser.add_argument("--slice", type=float, default=1.0, help="seconds each config is driven per round")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
@@ -62,14 +67,17 @@ def main() -> int:
         baseline = BatchingConfig(max_batch_size=16, dynamic_batching=False, instance_count=max(grid.instance_counts))
         for concurrency in args.concurrency:
             with Profiler(repository, MODEL, concurrency=concurrency, duration_s=args.duration) as profiler:
-                tuned = hill_climb(profiler.measure, grid, args.objective_ms, concurrency=concurrency)
+                tuned = hill_climb(profiler.measure, grid, args.objective_ms, concurrency=concurrency, duel=profiler.duel)
                 swept = exhaustive(profiler.measure, grid, args.objective_ms)
                 configs = {"none": baseline, "tuned": tuned.report().chosen, "exhaustive": swept.report().chosen}
-                runs = {label: [] for label in configs}
-                for _ in range(args.repeats):
-                    for label, batching in configs.items():
-                        runs[label].append(profiler.run(batching, duration_s=2.0))
-            row = {"concurrency": concurrency, "tuner_measurements": len(tuned.measured), "sweep_measurements": len(swept.measured)}
+                same = configs["tuned"] == configs["exhaustive"]
+                runs = profiler.head_to_head({k: v for k, v in configs.items() if not (same and k == "exhaustive")},
+                                             rounds=args.rounds, slice_s=args.slice, concurrency=concurrency)
+            if same:
+                runs["exhaustive"] = runs["tuned"]
+            sweep_view = swept.measured[tuned.best.point].throughput_per_s / swept.best.throughput_per_s
+            row = {"concurrency": concurrency, "tuner_measurements": tuned.report().measurements, "sweep_measurements": swept.report().measurements,
+                   "same_config": same, "sweep_view_tuned_over_best": sweep_view}
             for label, results in runs.items():
                 row[label] = {
                     "config": configs[label].model_dump(by_alias=True),
@@ -77,6 +85,8 @@ def main() -> int:
                     "p99_ms": statistics.median(r.p99_ms for r in results),
                     "errors": sum(r.errors for r in results),
                 }
+            for a, b in (("tuned", "none"), ("exhaustive", "none"), ("tuned", "exhaustive")):
+                row[f"{a}/{b}"] = 1.0 if same and {a, b} == {"tuned", "exhaustive"} else paired_ratio(runs[a], runs[b])
             rows.append(row)
             print(f"concurrency {concurrency}: tuner {describe(configs['tuned'])} ({row['tuner_measurements']} measurements), "
                   f"exhaustive {describe(configs['exhaustive'])} ({row['sweep_measurements']})", flush=True)
@@ -84,21 +94,27 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     print(f"\np99 objective {args.objective_ms} ms; grid {grid.max_batch_sizes} x {grid.queue_delays_us} us x {grid.instance_counts} instances; "
-          f"median of {args.repeats} interleaved {2.0:.0f}s runs; {time.monotonic() - started:.0f}s in all\n")
-    header = f"{'conc':>4} | {'none /s':>8} {'p99':>6} | {'tuned /s':>8} {'p99':>6} | {'exh /s':>8} {'p99':>6} | {'tuned/none':>10} {'exh/none':>8} {'tuned/exh':>9} | {'meas.':>6}"
+          f"{args.duration}s per grid point; head to head: {args.rounds} rounds of {args.slice}s per config; {time.monotonic() - started:.0f}s in all\n")
+    header = (f"{'conc':>4} | {'none /s':>8} {'p99':>6} | {'tuned /s':>8} {'p99':>6} | {'exh /s':>8} {'p99':>6} | "
+              f"{'tuned/none':>10} {'exh/none':>8} {'tuned/exh':>9} {'sweep view':>10} | {'meas.':>6}")
     print(header)
     print("-" * len(header))
     for row in rows:
         none, tuned, best = row["none"], row["tuned"], row["exhaustive"]
+        same = " (same config)" if row["same_config"] else ""
         print(
             f"{row['concurrency']:>4} | {none['throughput_per_s']:>8.0f} {none['p99_ms']:>6.1f} | {tuned['throughput_per_s']:>8.0f} {tuned['p99_ms']:>6.1f} | "
-            f"{best['throughput_per_s']:>8.0f} {best['p99_ms']:>6.1f} | {tuned['throughput_per_s'] / none['throughput_per_s']:>10.2f} "
-            f"{best['throughput_per_s'] / none['throughput_per_s']:>8.2f} {tuned['throughput_per_s'] / best['throughput_per_s']:>9.2f} | "
-            f"{row['tuner_measurements']:>2}/{row['sweep_measurements']:<3}"
+            f"{best['throughput_per_s']:>8.0f} {best['p99_ms']:>6.1f} | {row['tuned/none']:>10.2f} {row['exhaustive/none']:>8.2f} "
+            f"{row['tuned/exhaustive']:>9.2f} {row['sweep_view_tuned_over_best']:>10.2f} | {row['tuner_measurements']:>2}/{row['sweep_measurements']:<3}{same}"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
+
+
+def paired_ratio(a: list, b: list) -> float:
+    """Median over rounds of throughput(a) / throughput(b), both from the same round."""
+    return statistics.median(x.throughput_per_s / y.throughput_per_s for x, y in zip(a, b))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,7 @@ import pytest
 
 from inferops.api.report import TuningReport
 from inferops.api.tensors import BatchingConfig
-from inferops.triton.loadgen import request_inputs, run_load
-from inferops.triton.python_backend import local_repository
-from inferops.triton.sample_model import SIGNATURE
-from inferops.triton.server import TritonServer
-from inferops.triton.tuner import Measurement, TuningGrid, batching_for, exhaustive, hill_climb, sweep_repository, tune_repository
+from inferops.triton.tuner import Measurement, Profiler, TuningGrid, batching_for, exhaustive, hill_climb, sweep_repository, tune_repository
 
 MODEL = "digits"  # the name make_repository gives the model
 GRID = TuningGrid(max_batch_sizes=(4, 8, 16, 32), queue_delays_us=(0, 1000, 5000), instance_counts=(1, 2))
@@ -66,6 +62,50 @@ def test_spare_budget_re_measures_close_leaders():
     assert result.report().measurements == sum(seen.values()) <= 8
 
 
+def test_steps_are_decided_head_to_head_when_the_profiler_can_duel():
+    """A lucky first measurement of the start point would stop the climb at once; measured head to
+    head with its neighbours (same machine load), the better neighbour wins. A duel costs one
+    measurement, as it takes one measurement's time."""
+    truth = {(8, 0, 2): 1000.0, (8, 1000, 2): 1200.0}  # (8, 0, 2) is the start at 16 clients on 2 cores
+    duels = []
+
+    def measure(point):  # single runs: the start point got lucky
+        return Measurement(point, 2000.0 if point == (8, 0, 2) else truth.get(point, 500.0), 5.0, 10.0)
+
+    def duel(incumbent, candidate):
+        duels.append((incumbent, candidate))
+        return tuple(Measurement(p, truth.get(p, 500.0), 5.0, 10.0) for p in (incumbent, candidate))
+
+    assert hill_climb(measure, GRID, objective_ms=50, concurrency=16, cores=2).best.point == (8, 0, 2)
+    result = hill_climb(measure, GRID, objective_ms=50, concurrency=16, cores=2, duel=duel)
+    assert result.best.point == (8, 1000, 2)
+    assert ((8, 0, 2), (8, 1000, 2)) in duels and all(inc != cand for inc, cand in duels)
+    assert result.report().measurements == 1 + len(duels) <= GRID.size // 4
+
+
+def test_a_delay_that_pays_only_when_long_enough_is_found_two_steps_out():
+    # 1 ms of delay fills no batch and costs a little; 5 ms fills them: no single step improves.
+    def measure(point):
+        batch, delay, instances = point
+        gain = {0: 1.0, 1000: 0.97, 5000: 1.25}[delay]
+        return Measurement(point, 1000.0 * gain * (1.0 if (batch, instances) == (8, 2) else 0.8), 5.0, 10.0)
+
+    result = hill_climb(measure, GRID, objective_ms=50, concurrency=16, cores=2)
+    assert result.best.point == (8, 5000, 2)
+    assert result.report().measurements <= GRID.size // 4
+
+
+def test_a_candidate_that_fails_in_a_duel_is_a_bad_point():
+    def measure(point):
+        return Measurement(point, 1000.0, 5.0, 10.0)
+
+    def duel(incumbent, candidate):
+        return None, Measurement(candidate, 0.0, math.inf, math.inf, "InferenceServerException: load failed")
+
+    result = hill_climb(measure, GRID, objective_ms=50, concurrency=16, cores=2, duel=duel)
+    assert result.best.point == (8, 0, 2) and result.best.throughput_per_s == 1000.0
+
+
 def test_one_client_never_pays_a_queue_delay():
     # Even where noise makes a delayed point look better, with one request in flight it cannot be.
     measure, calls = surface((4, 5000, 2))
@@ -80,16 +120,24 @@ def test_exhaustive_measures_every_point_once():
     report = result.report()
     assert report.measurements == report.grid_size == 24
     assert report.chosen == BatchingConfig(max_batch_size=8, preferred_batch_sizes=[8], max_queue_delay_microseconds=1000, instance_count=2)
+    assert [(q.max_batch_size, q.max_queue_delay_microseconds, q.instance_count) for q in report.points] == GRID.points()
+    assert max(report.points, key=lambda q: q.throughput_per_s).throughput_per_s == report.throughput_per_s
+
+
+def test_the_report_keeps_failed_points_readable_for_status():
+    result = exhaustive(lambda point: Measurement(point, 0.0, math.inf, math.inf, "InferenceServerException: " + "x" * 1000), TuningGrid(max_batch_sizes=(4,), queue_delays_us=(0,), instance_counts=(1,)), objective_ms=50)
+    dumped = result.report().model_dump(by_alias=True, mode="json")
+    assert dumped["points"] == [{"maxBatchSize": 4, "maxQueueDelayMicroseconds": 0, "instanceCount": 1, "throughputPerSecond": 0.0, "p99Ms": None, "error": "InferenceServerException: " + "x" * 274}]
 
 
 @pytest.mark.triton
 @pytest.mark.slow
-@pytest.mark.timeout(420)
-def test_tuner_uses_a_quarter_of_the_sweep_meets_the_objective_and_beats_no_batching(make_repository, tmp_path):
-    """The 95%-of-exhaustive-best target is measured in bench/bench_batching.py, not asserted here:
-    on this shared 2-core machine single measurements swing by tens of percent and the tuner did
-    not reach it reliably (paired ratios of 0.76-0.90 were seen). What must hold every time is
-    asserted: the measurement budget, the latency objective, and a real gain over no batching."""
+@pytest.mark.timeout(480)
+def test_tuner_uses_a_quarter_of_the_sweep_meets_the_objective_and_beats_no_batching(make_repository):
+    """The 95%-of-exhaustive-best target is measured in bench/bench_batching.py. Here, on this
+    shared 2-core machine, what must hold every time is asserted: the measurement budget, the
+    latency objective, a real gain over no batching, and the tuned config within 15% of the
+    sweep's choice when both are measured head to head."""
     # On this shared CPU every config's p99 swings with the machine's load; 200 ms still rules out
     # the configs whose instances stall for Triton's 500 ms batcher wait, which is what it must catch.
     objective_ms = 200.0
@@ -104,35 +152,15 @@ def test_tuner_uses_a_quarter_of_the_sweep_meets_the_objective_and_beats_no_batc
     assert swept.p99_ms <= objective_ms, "no point of the grid met the objective: the comparison would say nothing"
     assert tuned.p99_ms <= objective_ms
 
-    print(f"measurements: tuner {tuned.measurements}, sweep {swept.measurements} ({tuned.measurements / swept.measurements:.0%})")
-    unbatched = BatchingConfig(max_batch_size=16, dynamic_batching=False, instance_count=tuned.chosen.instance_count)
-    gain = paired_throughput_ratio(make_repository, tmp_path, tuned.chosen, unbatched)
-    assert gain >= 1.3, f"the tuned config should clearly beat no dynamic batching, got {gain:.2f}x"
-
-
-def paired_throughput_ratio(make_repository, tmp_path, tuned: BatchingConfig, best: BatchingConfig, rounds: int = 5) -> float:
-    """Throughput of `tuned` over `best` (the config compared against), both served side by side by
-    one server and driven in alternation; the median of the per-round ratios. Single measurements
-    swing by tens of percent on a shared CPU: pairing the runs in time cancels the load of whatever
-    else runs on the machine."""
-    if tuned == best:
-        print("both configs are the same: ratio 100% by identity")
-        return 1.0
-    source = tmp_path / "pair"
-    make_repository(tuned, name="tuned", root=source)
-    make_repository(best, name="best", root=source)
-    repository = local_repository(source, tmp_path / "pair-local")
-    arrays = request_inputs(SIGNATURE, min(tuned.max_batch_size, best.max_batch_size))
-    ratios, runs = [], []
-    with TritonServer(repository) as server:
-        for index in range(rounds):
-            order = ("tuned", "best") if index % 2 == 0 else ("best", "tuned")
-            result = {m: run_load(server.grpc_url, m, arrays, concurrency=16, duration_s=2.5, warmup_s=0.3) for m in order}
-            ratios.append(result["tuned"].throughput_per_s / result["best"].throughput_per_s)
-            runs.append((round(result["tuned"].throughput_per_s), round(result["best"].throughput_per_s)))
-    ratio = statistics.median(ratios)
-    print(f"paired runs (tuned, compared) req/s: {runs}; tuned / compared = {ratio:.1%} (median of {rounds})")
-    return ratio
+    configs = {"tuned": tuned.chosen, "none": BatchingConfig(max_batch_size=16, dynamic_batching=False, instance_count=tuned.chosen.instance_count)}
+    if swept.chosen != tuned.chosen:
+        configs["swept"] = swept.chosen
+    with Profiler(repository, MODEL, concurrency=16) as profiler:
+        runs = profiler.head_to_head(configs, rounds=6, slice_s=1.0)
+    ratio = {label: statistics.median(t.throughput_per_s / o.throughput_per_s for t, o in zip(runs["tuned"], runs[label])) for label in runs}
+    print("head to head, req/s per round:", {label: [round(r.throughput_per_s) for r in results] for label, results in runs.items()})
+    assert ratio["none"] >= 1.3, f"the tuned config should clearly beat no dynamic batching, got {ratio['none']:.2f}x"
+    assert ratio.get("swept", 1.0) >= 0.85, f"tuned / sweep's choice = {ratio['swept']:.2f}"
 
 
 def test_grid_is_checked():

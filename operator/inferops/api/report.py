@@ -21,6 +21,17 @@ class AccuracyReport(ApiModel):
     passed: bool = True
 
 
+class TuningPoint(ApiModel):
+    """One batching config the tuner measured."""
+
+    max_batch_size: int = Field(alias="maxBatchSize")
+    max_queue_delay_microseconds: int = Field(alias="maxQueueDelayMicroseconds")
+    instance_count: int = Field(alias="instanceCount")
+    throughput_per_s: float = Field(alias="throughputPerSecond")
+    p99_ms: float | None = Field(default=None, alias="p99Ms", description="absent when the point failed")
+    error: str | None = Field(default=None, max_length=300)
+
+
 class TuningReport(ApiModel):
     """What `dynamicBatching: auto` measured and chose."""
 
@@ -30,6 +41,7 @@ class TuningReport(ApiModel):
     latency_objective_ms: float = Field(alias="latencyObjectiveMs")
     measurements: int
     grid_size: int = Field(alias="gridSize")
+    points: list[TuningPoint] = Field(default_factory=list, description="every config measured, in the order first measured")
 
 
 class OptimizationReport(ApiModel):

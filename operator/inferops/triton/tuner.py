@@ -3,15 +3,19 @@
 The search space is a grid of max_batch_size x max_queue_delay x instance count. Each point
 is measured by reloading the model with that config (explicit model control) and driving it
 with `concurrency` closed-loop clients. The objective: the highest throughput whose p99
-latency meets the latency objective. The throughput of a point is the slowest third of its
-measuring window (LoadResult.sustained_per_s): on Triton 2.51 a model instance's dynamic
+latency meets the latency objective. The throughput of a single measurement is the slowest
+third of its window (LoadResult.sustained_per_s): on Triton 2.51 a model instance's dynamic
 batcher sometimes idles for its 500 ms default wait, and a short lucky window must not make
-such a config look best.
+such a config look best; a request still in flight when a window closes counts for p99, so
+such stalls also break the latency objective.
 
 `hill_climb` walks the grid one axis at a time from a start point that follows from the load
 (batches never grow past the number of requests in flight), keeps every measured point in a
-cache, stops when no neighbour improves by more than the noise or its budget (a quarter of the
-grid) is spent, and spends what is left re-measuring the two leaders when they are close.
+cache, and stops when no neighbour improves or its budget (a quarter of the grid) is spent.
+Each step is a duel: the candidate and the incumbent are served at once and driven in turns
+within one measurement's time (Profiler.duel). On a shared CPU, configs measured one after the
+other differ by +-20% from the machine's drift alone, more than the top of the grid differs in
+truth; slices taken in turns see the same drift.
 `exhaustive` measures every point; it exists to check the climber.
 
 Measuring runs the wheel's tritonserver on this machine, so the result holds for the CPU
@@ -24,12 +28,13 @@ import itertools
 import math
 import os
 import shutil
+import statistics
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from inferops.api.report import TuningReport
+from inferops.api.report import TuningPoint, TuningReport
 from inferops.api.tensors import BatchingConfig
 
 from .config import build_model_config, parse_model_config, signature_from_config
@@ -117,6 +122,17 @@ class SearchResult:
             latency_objective_ms=self.objective_ms,
             measurements=self.measurements if self.measurements is not None else len(self.measured),
             grid_size=self.grid_size,
+            points=[
+                TuningPoint(
+                    max_batch_size=m.point[0],
+                    max_queue_delay_microseconds=m.point[1],
+                    instance_count=m.point[2],
+                    throughput_per_s=round(m.throughput_per_s, 2),
+                    p99_ms=round(m.p99_ms, 3) if math.isfinite(m.p99_ms) else None,
+                    error=m.error[:300] if m.error else None,
+                )
+                for m in self.measured.values()
+            ],
         )
 
 
@@ -168,18 +184,26 @@ def hill_climb(
     concurrency: int,
     budget: int | None = None,
     cores: int | None = None,
-    min_gain: float = 0.03,
+    min_gain: float | None = None,
+    duel: Callable[[Point, Point], tuple[Measurement | None, Measurement]] | None = None,
 ) -> SearchResult:
     """Coordinate hill climbing over the grid's index space, at most `budget` measurements
     (default: a quarter of the grid).
 
     Along each axis it steps in one direction while that improves, then tries the other; it
-    repeats passes over the axes until a pass moves nowhere. A step must gain `min_gain` of
-    throughput (or newly meet the objective): smaller gains are within the noise of a single
-    measurement. Batch sizes above `concurrency` are never tried: that many requests are never
-    queued at once. Budget left at the end re-measures the two best points, when they are close,
-    and keeps the better mean."""
+    repeats passes over the axes until a pass moves nowhere, then tries the points two steps out
+    along each axis and climbs on from one that improves. A step must gain `min_gain` of
+    throughput (or newly meet the objective): by default 3% when the incumbent's measurement is
+    an older one (smaller gains are within the noise between two runs), any gain in a duel.
+    Batch sizes above `concurrency` are never tried: that many requests are never queued at once.
+
+    With `duel(incumbent, candidate)`, each step measures the candidate and the incumbent head to
+    head within one measurement's time (the profiler serves both and drives them in turns), so
+    the decision compares two configs under the same machine load; it counts as one measurement.
+    Without it, a candidate's measurement is compared with the incumbent's earlier one, and
+    budget left at the end re-measures the two leaders when they are close."""
     budget = budget if budget is not None else max(1, grid.size // 4)
+    min_gain = min_gain if min_gain is not None else (0.0 if duel else 0.03)
     calls = 0
 
     def counted(point: Point) -> Measurement:
@@ -203,6 +227,27 @@ def hill_climb(
             return m.throughput_per_s > incumbent.throughput_per_s * (1 + min_gain)
         return better(m, incumbent, objective_ms)
 
+    def evaluate(point: Point, incumbent: Measurement) -> tuple[Measurement, Measurement]:
+        """The candidate's measurement and the incumbent's to compare it with."""
+        nonlocal calls
+        if duel is None or point in cache.measured:
+            return cache(point), incumbent
+        calls += 1
+        seen_incumbent, m = duel(incumbent.point, point)
+        cache.measured[point] = m
+        return m, seen_incumbent or incumbent
+
+    def try_step(current: tuple[int, ...], axis: int, offset: int, best: Measurement):
+        """(index, measurement) of the step if it is in range, affordable and improves, else None."""
+        candidate = _step(current, axis, offset)
+        if not 0 <= candidate[axis] <= limits[axis]:
+            return None
+        point = point_of(candidate)
+        if point not in cache.measured and calls >= budget:
+            return None
+        m, incumbent = evaluate(point, best)
+        return (candidate, m) if improves(m, incumbent) else None
+
     current = start_point(grid, concurrency, cores or usable_cores())
     best = cache(point_of(current))
     moved = True
@@ -211,20 +256,19 @@ def hill_climb(
         for axis in range(len(axes)):
             for direction in (+1, -1):
                 stepped = False
-                while True:
-                    candidate = _step(current, axis, direction)
-                    if not 0 <= candidate[axis] <= limits[axis]:
-                        break
-                    point = point_of(candidate)
-                    if point not in cache.measured and calls >= budget:
-                        break
-                    m = cache(point)
-                    if not improves(m, best):
-                        break
-                    current, best, stepped, moved = candidate, m, True, True
+                while (step := try_step(current, axis, direction, best)) is not None:
+                    (current, best), stepped, moved = step, True, True
                 if stepped:
                     break  # improved going this way: the other way is where we came from
-    best = _confirm(cache, counted, best, objective_ms, budget - calls)
+        if not moved:
+            # A local top; with budget left, look two steps out along each axis: a queue delay
+            # can start paying only once it is long enough to fill the batch.
+            for axis in range(len(axes)):
+                for direction in (+2, -2):
+                    if not moved and (step := try_step(current, axis, direction, best)) is not None:
+                        (current, best), moved = step, True
+    if duel is None:
+        best = _confirm(cache, counted, best, objective_ms, budget - calls)
     return SearchResult(best, cache.measured, grid.size, objective_ms, measurements=calls)
 
 
@@ -283,16 +327,20 @@ class Profiler:
         self._workdir: Path | None = None
         self.server = None
         self.log: list[Measurement] = []
+        self._copies: dict[str, BatchingConfig] = {}  # named copies loaded by head_to_head
 
     def __enter__(self) -> "Profiler":
         from .server import TritonServer
 
         self._workdir = Path(tempfile.mkdtemp(prefix="inferops-tune-"))
-        shutil.copytree(self._source, self._workdir / self.model_name)
+        self._pristine = self._workdir / "source"
+        self._repository = self._workdir / "repository"
+        shutil.copytree(self._source, self._pristine)
+        self._repository.mkdir()
         # The wheel's server has no onnxruntime backend: ONNX models run on the python backend.
-        self._local_onnx = self.backend == "onnxruntime" and any((self._workdir / self.model_name).glob(f"*/{ONNX_FILE}"))
+        self._local_onnx = self.backend == "onnxruntime" and any(self._pristine.glob(f"*/{ONNX_FILE}"))
         self._write_config(batching_for((1, 0, 1)))
-        self.server = TritonServer(self._workdir, explicit_models=[])
+        self.server = TritonServer(self._repository, explicit_models=[])
         try:
             self.server.start()
         except BaseException:
@@ -306,35 +354,103 @@ class Profiler:
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
 
-    def _write_config(self, batching: BatchingConfig) -> None:
-        model_dir = self._workdir / self.model_name
-        (model_dir / "config.pbtxt").write_text(build_model_config(self.model_name, self.backend, self.signature, batching, self.instance_kind))
+    def _write_config(self, batching: BatchingConfig, name: str | None = None) -> None:
+        name = name or self.model_name
+        model_dir = self._repository / name
+        if not model_dir.exists():
+            shutil.copytree(self._pristine, model_dir)
+        (model_dir / "config.pbtxt").write_text(build_model_config(name, self.backend, self.signature, batching, self.instance_kind))
         if self._local_onnx:
             to_python_backend(model_dir)
 
-    def load(self, batching: BatchingConfig) -> None:
+    def _client(self):
         import tritonclient.http as http
 
-        self._write_config(batching)
-        client = http.InferenceServerClient(self.server.http_url, network_timeout=300.0, connection_timeout=300.0)
+        return http.InferenceServerClient(self.server.http_url, network_timeout=300.0, connection_timeout=300.0)
+
+    def load(self, batching: BatchingConfig, name: str | None = None) -> None:
+        self._write_config(batching, name)
+        client = self._client()
         try:
-            client.load_model(self.model_name)
+            client.load_model(name or self.model_name)
         finally:
             client.close()
+
+    def _drive(self, name: str, batching: BatchingConfig, *, concurrency: int | None, duration_s: float | None, warmup_s: float | None = None):
+        return run_load(
+            self.server.grpc_url if self.protocol == "grpc" else self.server.http_url,
+            name,
+            request_inputs(self.signature, batching.max_batch_size),
+            concurrency=concurrency or self.concurrency,
+            duration_s=duration_s or self.duration_s,
+            warmup_s=self.warmup_s if warmup_s is None else warmup_s,
+            protocol=self.protocol,
+        )
 
     def run(self, batching: BatchingConfig, *, concurrency: int | None = None, duration_s: float | None = None):
         """Load `batching` and drive the model; returns the LoadResult."""
         self.load(batching)
-        arrays = request_inputs(self.signature, batching.max_batch_size)
-        return run_load(
-            self.server.grpc_url if self.protocol == "grpc" else self.server.http_url,
-            self.model_name,
-            arrays,
-            concurrency=concurrency or self.concurrency,
-            duration_s=duration_s or self.duration_s,
-            warmup_s=self.warmup_s,
-            protocol=self.protocol,
-        )
+        return self._drive(self.model_name, batching, concurrency=concurrency, duration_s=duration_s)
+
+    def head_to_head(
+        self, configs: dict[str, BatchingConfig], *, rounds: int, slice_s: float, concurrency: int | None = None, warmup_s: float = 0.2
+    ) -> dict[str, list]:
+        """Serve every config at once, each under a name of its own, and drive them in turns:
+        `rounds` rounds of one `slice_s` run each, the order rotating every round. Returns each
+        label's LoadResults, one per round. Measuring configs one after the other (a reload
+        each) swings by +-20% on a shared CPU as the machine's other load drifts; slices
+        taken in turns see the same drift, so their per-round ratios cancel it."""
+        names = {label: f"{self.model_name}-{label}" for label in configs}
+        self._keep_loaded({names[label]: batching for label, batching in configs.items()})
+        labels = list(configs)
+        results: dict[str, list] = {label: [] for label in labels}
+        for index in range(rounds):
+            shift = index % len(labels)
+            for label in labels[shift:] + labels[:shift]:
+                results[label].append(self._drive(names[label], configs[label], concurrency=concurrency, duration_s=slice_s, warmup_s=warmup_s))
+        return results
+
+    def _keep_loaded(self, wanted: dict[str, BatchingConfig]) -> None:
+        """Load the named copies that are not loaded with their config; unload the others."""
+        client = self._client()
+        try:
+            for name in [n for n in self._copies if n not in wanted]:
+                client.unload_model(name)
+                del self._copies[name]
+        finally:
+            client.close()
+        for name, batching in wanted.items():
+            if self._copies.get(name) != batching:
+                self.load(batching, name)
+                self._copies[name] = batching
+
+    def duel(self, incumbent: Point, candidate: Point) -> tuple[Measurement | None, Measurement]:
+        """Both points head to head within one `measure`'s time: each gets half of it, in slices
+        of about a quarter second taken in turns. A point's throughput is its mean over its
+        slices and its p99 the worst slice's."""
+        slices = max(2, round(self.duration_s / 2 / 0.25))
+        labels = {"b{}-d{}-i{}".format(*point): point for point in (incumbent, candidate)}
+        try:
+            results = self.head_to_head({label: batching_for(point) for label, point in labels.items()},
+                                        rounds=slices, slice_s=self.duration_s / 2 / slices, warmup_s=0.1)
+        except Exception as error:  # noqa: BLE001 - a point that fails to load or serve is a bad point, not a crash
+            # The incumbent served before: the candidate's config is what failed to load or serve.
+            failed = Measurement(candidate, 0.0, math.inf, math.inf, f"{type(error).__name__}: {error}")
+            self.log.append(failed)
+            return None, failed
+        measured = []
+        for label, point in labels.items():
+            runs = results[label]
+            errors = [r.first_error for r in runs if r.errors]
+            measured.append(Measurement(
+                point,
+                statistics.fmean(r.throughput_per_s for r in runs),
+                statistics.median(r.p50_ms for r in runs),
+                max(r.p99_ms for r in runs),
+                errors[0] if errors else None,
+            ))
+        self.log.extend(measured)
+        return measured[0], measured[1]
 
     def measure(self, point: Point) -> Measurement:
         try:
@@ -366,7 +482,7 @@ def tune_repository(
         if exhaustive_search:
             result = exhaustive(profiler.measure, grid, latency_objective_ms)
         else:
-            result = hill_climb(profiler.measure, grid, latency_objective_ms, concurrency=concurrency, budget=budget)
+            result = hill_climb(profiler.measure, grid, latency_objective_ms, concurrency=concurrency, budget=budget, duel=profiler.duel)
     return result.report()
 
 
