@@ -7,6 +7,7 @@ import json
 import math
 
 import numpy as np
+import onnx
 import pytest
 
 from inferops.optimize.bert_export import export_folder
@@ -113,5 +114,6 @@ def test_int8_dynamic_keeps_cosine_on_real_sentences(exported, tmp_path):
     assert cosine.mean() >= 0.98 and cosine.min() >= 0.95, cosine
     assert abs(report["accuracy"]["after"] - cosine.mean()) < 1e-4 and report["accuracy"]["metric"] == "cosine"
     assert (out / "minilm/1/model.onnx").stat().st_size <= 0.3 * exported.stat().st_size
+    assert [n.op_type for n in onnx.load(str(out / "minilm/1/model.onnx")).graph.node].count("Gelu") == 6, "one fused GELU per layer"
     assert [t["name"] for t in report["signature"]["inputs"]] == ["input_ids", "attention_mask"]
     assert report["signature"]["outputs"] == [{"name": "sentence_embedding", "datatype": "FP32", "dims": [384]}]

@@ -9,7 +9,7 @@ EPILOG = """\
 recipes (comma-separated, applied in order): none, quantize-int8-dynamic, quantize-int8-static,
 fp16, prune, distill, tensorrt.  Recipe parameters: --param key=value (repeatable), e.g.
 sparsity=0.5, method=structured|magnitude, fineTuneEpochs=10, studentWidth=0.25, studentDepth=2,
-student=URI, epochs=60, temperature=4, perChannel=true, calibrationSamples=256,
+student=URI, epochs=60, temperature=4, perChannel=true, fuseGelu=true, calibrationSamples=256,
 calibrationMethod=MinMax, precision=FP16.
 
 model: an .onnx file, a folder with one .onnx file, or a BERT sentence-encoder folder
