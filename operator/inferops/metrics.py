@@ -68,6 +68,10 @@ class Metrics:
             self.duration.observe(time.perf_counter() - started)
             self.reconciles.labels(result).inc()
 
+    def coalesced(self) -> None:
+        """A reconcile request answered by one already queued for the same model."""
+        self.reconciles.labels("coalesced").inc()
+
     def write(self, method: str, path: str, content_type: str) -> None:
         self.writes.labels(resource_of(path), write_verb(method, content_type)).inc()
 

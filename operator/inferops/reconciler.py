@@ -68,22 +68,43 @@ class Reconciler:
         self.settings = settings
         self.post_event = post_event
         self._locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._waiting: set[tuple[str, str]] = set()  # models with a reconcile queued that has not started
         self._reports: dict[str, tuple[float, OptimizationReport | None, str | None]] = {}
         self._smoke: dict[tuple[str, str, int], tuple[float, SmokeResult]] = {}
 
     async def reconcile(self, namespace: str, name: str) -> None:
-        async with self._locks[(namespace, name)], METRICS.reconcile():
-            body = await self.kube.get_model(namespace, name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                METRICS.set_phase(namespace, name, None)
-                return  # children go with it through their owner references
-            try:
-                await self._reconcile(body)
-            except ApiException as exc:
-                if _going_away(exc):
-                    log.info("%s/%s is going away (%s); nothing to do", namespace, name, exc.reason)
-                    return
-                raise
+        """Reconcile one model. Calls for the same model run one at a time; a call that finds
+        another already waiting its turn returns at once, since that one has read nothing yet
+        and will see whatever this call was made for. (The model's Job, Deployment and own
+        events arrive on separate Kopf workers and would otherwise queue a full reconcile each.)"""
+        key = (namespace, name)
+        if key in self._waiting:
+            METRICS.coalesced()
+            return
+        self._waiting.add(key)
+        acquired = False
+        try:
+            async with self._locks[key]:
+                acquired = True
+                self._waiting.discard(key)
+                async with METRICS.reconcile():
+                    await self._reconcile_now(namespace, name)
+        finally:
+            if not acquired:
+                self._waiting.discard(key)
+
+    async def _reconcile_now(self, namespace: str, name: str) -> None:
+        body = await self.kube.get_model(namespace, name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            METRICS.set_phase(namespace, name, None)
+            return  # children go with it through their owner references
+        try:
+            await self._reconcile(body)
+        except ApiException as exc:
+            if _going_away(exc):
+                log.info("%s/%s is going away (%s); nothing to do", namespace, name, exc.reason)
+                return
+            raise
 
     async def _reconcile(self, body: dict[str, Any]) -> None:
         meta = body["metadata"]
