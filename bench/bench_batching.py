@@ -4,8 +4,8 @@ For each concurrency (1, 8, 32 by default) the tuner (hill climbing, each step a
 candidate with the incumbent within one measurement's time) and an exhaustive sweep of the same
 grid (one measurement per point) each pick a config under the same p99 objective; then the three
 configs are served at once by one server and driven head to head in turns
-(Profiler.head_to_head), and each ratio is the median of its per-round ratios. Where the tuner and the sweep chose the same config it is
-measured once and the ratio is 1 by identity. "sweep's view" is the tuned point's throughput in
+(Profiler.head_to_head), and each ratio is the median of its per-round ratios. Where the tuner
+and the sweep chose the same config it is measured once and the ratio is 1 by identity. "sweep's view" is the tuned point's throughput in
 the sweep's own table over the sweep's best: no extra measurement, but each is a single run.
 
     .venv/bin/python bench/bench_batching.py [--concurrency 1 8 32] [--objective-ms 200] [--json out.json]
