@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import sys
 import tempfile
 import time
@@ -26,13 +25,7 @@ from conftest import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess, chart_rba
 from test_faults import CPU_CLASS, poll  # noqa: E402
 from test_operator import model_manifest, names, wait_phase  # noqa: E402
 
-from inferops.devcluster.cluster import LocalCluster  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from inferops.devcluster.cluster import LocalCluster, free_port  # noqa: E402
 
 
 def setup(cluster: LocalCluster, workdir: Path, sets: tuple[str, ...] = ()) -> dict[str, str]:
@@ -46,8 +39,7 @@ def setup(cluster: LocalCluster, workdir: Path, sets: tuple[str, ...] = ()) -> d
     token = cluster.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NAMESPACE, "--duration=2h").stdout.strip()
     cluster.with_token(token, workdir / "operator.kubeconfig")
     cluster.kubectl("apply", "-f", "-", input=json.dumps(CPU_CLASS))
-    cluster.kubectl("create", "namespace", "faults")
-    cluster.kubectl("wait", "--for=jsonpath={.metadata.name}=default", "serviceaccount/default", "-n", "faults", "--timeout=60s")
+    cluster.create_namespace("faults", timeout=60)
     return dict(
         os.environ,
         KUBECONFIG=str(workdir / "operator.kubeconfig"),

@@ -5,7 +5,6 @@ the local one built from upstream sources (default), kind through pytest-kind
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from pathlib import Path
 
@@ -53,14 +52,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def namespace(cluster: Cluster):
     """A fresh namespace per test, deleted afterwards."""
     name = f"t-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    # `kubectl wait` fails at once on an object that does not exist yet: poll for the
-    # ServiceAccount the controller manager creates (seconds on a loaded machine).
-    deadline = time.monotonic() + 30
-    while cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode != 0:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"namespace {name} got no default ServiceAccount within 30 s")
-        time.sleep(0.2)
+    cluster.create_namespace(name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,17 +15,12 @@ import pytest
 import yaml
 
 from inferops.devcluster.binaries import ensure_binaries
+from inferops.devcluster.cluster import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 OPERATOR_NAMESPACE = "inferops-system"
 OPERATOR_SA = "inferops"
 OPERATOR_USER = f"system:serviceaccount:{OPERATOR_NAMESPACE}:{OPERATOR_SA}"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def chart_rbac(namespace: str, *sets: str) -> list[dict]:
@@ -103,7 +97,7 @@ def operator(cluster, tmp_path_factory):
     cluster.with_token(token, kubeconfig)
     artifacts = workdir / "artifacts"
     artifacts.mkdir()
-    metrics_port = _free_port()
+    metrics_port = free_port()
     env = dict(
         os.environ,
         INFEROPS_METRICS_PORT=str(metrics_port),
@@ -111,7 +105,7 @@ def operator(cluster, tmp_path_factory):
         KUBECONFIG=str(kubeconfig),
         INFEROPS_ARTIFACT_ROOT=f"file://{artifacts}",
         INFEROPS_SMOKE_TEST="false",  # kwok pods run nothing; the Triton tests cover the smoke inference
-        INFEROPS_WEBHOOK=f"local:{_free_port()}",
+        INFEROPS_WEBHOOK=f"local:{free_port()}",
         INFEROPS_RESYNC_SECONDS="3600",
         INFEROPS_WATCH_SERVER_TIMEOUT="60",
     )

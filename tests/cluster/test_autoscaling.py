@@ -58,9 +58,6 @@ def exists(cluster, namespace: str, kind: str, name: str) -> bool:
     return bool(cluster.kubectl("get", kind, name, "-n", namespace, "--ignore-not-found", "-o", "name").stdout.strip())
 
 
-
-
-
 def wait_ready(cluster, namespace: str, name: str) -> None:
     cluster.kubectl("wait", f"inferencemodel/{name}", "-n", namespace, "--for=jsonpath={.status.phase}=Ready", "--timeout=60s", timeout=70)
 

@@ -71,9 +71,6 @@ def control_plane_and_operator_back(cluster, operator):
         operator.start()
 
 
-
-
-
 def operator_creates(cluster, operator, namespace: str) -> list[str]:
     """Server-side apply creates through PATCH: a `create` of a child means a duplicate attempt."""
     return [

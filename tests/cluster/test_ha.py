@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import OPERATOR_NAMESPACE, REPO, OperatorProcess, _free_port, chart_rbac
+from conftest import OPERATOR_NAMESPACE, REPO, OperatorProcess, chart_rbac, free_port
 from test_operator import model_manifest, names, poll, wait_phase
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -59,7 +59,7 @@ def replicas(cluster, operator, tmp_path_factory):
     pair = []
     try:
         for i in range(2):
-            env = dict(operator.env, INFEROPS_METRICS_PORT="0", INFEROPS_WEBHOOK=f"local:{_free_port()}", POD_ID=f"replica-{i}")
+            env = dict(operator.env, INFEROPS_METRICS_PORT="0", INFEROPS_WEBHOOK=f"local:{free_port()}", POD_ID=f"replica-{i}")
             replica = OperatorProcess(cluster, workdir, env, args=(f"--peering={PEERING}",), log_name=f"replica-{i}.log")
             replica.user = operator.user
             replica.start()

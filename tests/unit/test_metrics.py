@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import urllib.request
 
 import pytest
@@ -11,6 +10,7 @@ from kubernetes.client.exceptions import ApiException
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from inferops.devcluster.cluster import free_port
 from inferops.metrics import Metrics, resource_of, write_verb
 
 
@@ -92,16 +92,10 @@ def test_phase_gauge_counts_each_model_once_in_its_latest_phase():
     assert sum(v for (name, _), v in got.items() if name == "inferops_models") == 2
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_served_over_http_and_a_taken_port_does_not_stop_the_operator():
     m = Metrics()
     m.set_phase("a", "one", "Failed")
-    port = _free_port()
+    port = free_port()
     server = m.serve(port, "127.0.0.1")
     try:
         body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()

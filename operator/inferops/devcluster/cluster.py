@@ -105,6 +105,20 @@ class Cluster:
         kubeconfig.chmod(0o600)
         return Cluster(kubeconfig, self.kubectl_path)
 
+    def has_default_service_account(self, namespace: str) -> bool:
+        return self.kubectl("get", "serviceaccount", "default", "-n", namespace, check=False).returncode == 0
+
+    def create_namespace(self, name: str, timeout: float = 30) -> None:
+        """Create a namespace and wait until it has its default ServiceAccount (pods need it; the
+        controller manager adds it, seconds later on a loaded machine). `kubectl wait` cannot do
+        this: it fails at once on an object that does not exist yet."""
+        self.kubectl("create", "namespace", name)
+        deadline = time.monotonic() + timeout
+        while not self.has_default_service_account(name):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"namespace {name} got no default ServiceAccount within {timeout:.0f} s")
+            time.sleep(0.2)
+
     def has_fake_gpu_nodes(self) -> bool:
         out = self.kubectl("get", "nodes", "-l", "nvidia.com/gpu.product,type=kwok", "-o", "name", check=False)
         return out.returncode == 0 and bool(out.stdout.strip())
@@ -219,7 +233,7 @@ class LocalCluster(Cluster):
         )
         self.kubectl("apply", "-f", str(PROFILES / "nodes.yaml"))
         self._wait(lambda: self._all_nodes_ready(), deadline, "fake nodes to become Ready")
-        self._wait(lambda: self._default_service_account(), deadline, "the default ServiceAccount")
+        self._wait(lambda: self.has_default_service_account("default"), deadline, "the default ServiceAccount")
 
     def stop(self) -> None:
         for proc in reversed(self._procs):
@@ -299,7 +313,7 @@ class LocalCluster(Cluster):
         probe = f"probe-{int(time.time() * 1000) % 10**9}"
         self.kubectl("create", "namespace", probe)
         try:
-            self._wait(lambda: self.kubectl("get", "serviceaccount", "default", "-n", probe, check=False).returncode == 0, deadline, "the controller manager after a restart")
+            self._wait(lambda: self.has_default_service_account(probe), deadline, "the controller manager after a restart")
         finally:
             self.kubectl("delete", "namespace", probe, "--wait=false", check=False)
 
@@ -352,9 +366,6 @@ class LocalCluster(Cluster):
         return bool(nodes) and all(
             any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", [])) for n in nodes
         )
-
-    def _default_service_account(self) -> bool:
-        return self.kubectl("get", "serviceaccount", "default", "-n", "default", check=False).returncode == 0
 
     def _write_kubeconfig(self, ca: Path, cert: Path, key: Path) -> None:
         config = {
