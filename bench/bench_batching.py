@@ -29,7 +29,7 @@ from pathlib import Path
 from inferops.api.tensors import BatchingConfig
 from inferops.triton.config import build_model_config
 from inferops.triton.sample_model import SIGNATURE, mlp_to_onnx, train_digits_mlp
-from inferops.triton.tuner import Profiler, TuningGrid, exhaustive, hill_climb
+from inferops.triton.tuner import Profiler, TuningGrid, exhaustive, hill_climb, paired_ratio
 
 MODEL = "digits"
 
@@ -110,11 +110,6 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
-
-
-def paired_ratio(a: list, b: list) -> float:
-    """Median over rounds of throughput(a) / throughput(b), both from the same round."""
-    return statistics.median(x.throughput_per_s / y.throughput_per_s for x, y in zip(a, b))
 
 
 if __name__ == "__main__":

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import statistics
 
 import pytest
 
 from inferops.api.report import TuningReport
 from inferops.api.tensors import BatchingConfig
-from inferops.triton.tuner import Measurement, Profiler, TuningGrid, batching_for, exhaustive, hill_climb, sweep_repository, tune_repository
+from inferops.triton.tuner import Measurement, Profiler, TuningGrid, batching_for, exhaustive, hill_climb, paired_ratio, sweep_repository, tune_repository
 
 MODEL = "digits"  # the name make_repository gives the model
 GRID = TuningGrid(max_batch_sizes=(4, 8, 16, 32), queue_delays_us=(0, 1000, 5000), instance_counts=(1, 2))
@@ -157,7 +156,7 @@ def test_tuner_uses_a_quarter_of_the_sweep_meets_the_objective_and_beats_no_batc
         configs["swept"] = swept.chosen
     with Profiler(repository, MODEL, concurrency=16) as profiler:
         runs = profiler.head_to_head(configs, rounds=6, slice_s=1.0)
-    ratio = {label: statistics.median(t.throughput_per_s / o.throughput_per_s for t, o in zip(runs["tuned"], runs[label])) for label in runs}
+    ratio = {label: paired_ratio(runs["tuned"], runs[label]) for label in runs}
     print("head to head, req/s per round:", {label: [round(r.throughput_per_s) for r in results] for label, results in runs.items()})
     assert ratio["none"] >= 1.3, f"the tuned config should clearly beat no dynamic batching, got {ratio['none']:.2f}x"
     assert ratio.get("swept", 1.0) >= 0.85, f"tuned / sweep's choice = {ratio['swept']:.2f}"

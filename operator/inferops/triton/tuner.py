@@ -462,6 +462,11 @@ class Profiler:
         return m
 
 
+def paired_ratio(a: list, b: list) -> float:
+    """Throughput of `a` over `b` from head_to_head's results: the median of the per-round ratios."""
+    return statistics.median(x.throughput_per_s / y.throughput_per_s for x, y in zip(a, b))
+
+
 def tune_repository(
     repository: Path,
     model_name: str,
