@@ -105,6 +105,28 @@ def test_a_candidate_that_fails_in_a_duel_is_a_bad_point():
     assert result.best.point == (8, 0, 2) and result.best.throughput_per_s == 1000.0
 
 
+def test_an_incumbent_caught_stalling_in_a_later_duel_gives_way_to_the_best_point_seen():
+    """(16, 0, 1) wins its first duel by luck (its batcher did not stall in that window); a later
+    duel catches it over the objective. The climber goes back to the best point it had measured,
+    not to the candidate that merely did not stall beside it."""
+    truth = {(8, 0, 2): 1000.0, (16, 0, 2): 1100.0, (16, 0, 1): 1300.0}
+    watched = {}
+
+    def observe(point):
+        watched[point] = watched.get(point, 0) + 1
+        stalled = point == (16, 0, 1) and watched[point] > 1
+        return Measurement(point, truth.get(point, 500.0), 5.0, 505.0 if stalled else 10.0)
+
+    def duel(incumbent, candidate):
+        return observe(incumbent), observe(candidate)
+
+    result = hill_climb(observe, GRID, objective_ms=200, concurrency=16, cores=2, duel=duel)
+    assert watched[(16, 0, 1)] >= 2, "the lucky point was watched again as the incumbent"
+    assert result.best.point == (16, 0, 2) and result.best.feasible(200)
+    assert result.measured[(16, 0, 1)].p99_ms == 505.0 and result.measured[(16, 0, 1)].observations == watched[(16, 0, 1)]
+    assert result.report().measurements <= GRID.size // 4
+
+
 def test_one_client_never_pays_a_queue_delay():
     # Even where noise makes a delayed point look better, with one request in flight it cannot be.
     measure, calls = surface((4, 5000, 2))
@@ -126,7 +148,7 @@ def test_exhaustive_measures_every_point_once():
 def test_the_report_keeps_failed_points_readable_for_status():
     result = exhaustive(lambda point: Measurement(point, 0.0, math.inf, math.inf, "InferenceServerException: " + "x" * 1000), TuningGrid(max_batch_sizes=(4,), queue_delays_us=(0,), instance_counts=(1,)), objective_ms=50)
     dumped = result.report().model_dump(by_alias=True, mode="json")
-    assert dumped["points"] == [{"maxBatchSize": 4, "maxQueueDelayMicroseconds": 0, "instanceCount": 1, "throughputPerSecond": 0.0, "p99Ms": None, "error": "InferenceServerException: " + "x" * 274}]
+    assert dumped["points"] == [{"maxBatchSize": 4, "maxQueueDelayMicroseconds": 0, "instanceCount": 1, "throughputPerSecond": 0.0, "p99Ms": None, "observations": 1, "error": "InferenceServerException: " + "x" * 274}]
 
 
 @pytest.mark.triton

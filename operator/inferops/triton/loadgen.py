@@ -163,13 +163,15 @@ def run_load(
     if requests is None and not duration_s:
         raise ValueError("give a number of requests or a duration")
     latencies, finished, errors, elapsed = asyncio.run(_drive(url, model_name, arrays, concurrency, requests, duration_s, warmup_s, protocol, timeout_s))
-    if not latencies:
-        raise LoadError(f"no successful request to {model_name!r} at {url} ({len(errors)} failed): {errors[0] if errors else 'none completed'}")
-    ms = np.array(latencies) * 1e3
+    if errors and not latencies:
+        raise LoadError(f"no successful request to {model_name!r} at {url} ({len(errors)} failed): {errors[0]}")
+    # No request counted and none failed: every client still waited on its warm-up request when
+    # the window closed (a batcher stall), so each waited at least the whole window.
+    ms = np.array(latencies or [elapsed]) * 1e3
     counts = np.histogram(finished, bins=WINDOWS, range=(0.0, elapsed))[0]
     return LoadResult(
         concurrency=concurrency,
-        requests=len(latencies),
+        requests=len(latencies),  # 0 when the whole window stalled
         errors=len(errors),
         duration_s=elapsed,
         throughput_per_s=len(finished) / elapsed,
