@@ -167,13 +167,13 @@ class _Cache:
             self.measured[point] = self._measure(point)
         return self.measured[point]
 
-    def record(self, m: Measurement) -> Measurement:
-        """Add an observation made elsewhere (a duel) to the point's record; returns the record."""
+    def record(self, m: Measurement) -> None:
+        """Add an observation made elsewhere (a duel, a re-measurement) to the point's record."""
         seen = self.measured.get(m.point)
         self.measured[m.point] = seen.merged(m) if seen else m
-        return self.measured[m.point]
 
     def leader(self, objective_ms: float) -> Measurement:
+        """The best record by `better`; the first measured wins a tie."""
         top = None
         for m in self.measured.values():
             if better(m, top, objective_ms):
@@ -183,12 +183,9 @@ class _Cache:
 
 def exhaustive(measure: Callable[[Point], Measurement], grid: TuningGrid, objective_ms: float) -> SearchResult:
     cache = _Cache(measure)
-    best = None
     for point in grid.points():
-        m = cache(point)
-        if better(m, best, objective_ms):
-            best = m
-    return SearchResult(best, cache.measured, grid.size, objective_ms)
+        cache(point)
+    return SearchResult(cache.leader(objective_ms), cache.measured, grid.size, objective_ms)
 
 
 def usable_cores() -> int:
@@ -275,33 +272,33 @@ def hill_climb(
     def index_of(point: Point) -> tuple[int, ...]:
         return tuple(axis.index(value) for axis, value in zip(axes, point))
 
-    def try_step(current: tuple[int, ...], axis: int, offset: int, best: Measurement):
-        """(index, record) to move to, or None. When the incumbent's record misses the objective
-        (a duel just caught it stalling), that is the best point measured so far: a candidate that
-        merely did not stall beside it is no better than the points the climb already left.
-        Otherwise the step, if it is in range, affordable and improves."""
+    def try_step(current: tuple[int, ...], axis: int, offset: int):
+        """The index to move to, or None. When the incumbent's record misses the objective (a duel
+        just caught it stalling), that is the best point measured so far: a candidate that merely
+        did not stall beside it is no better than the points the climb already left. Otherwise
+        the step, if it is in range, affordable and improves."""
         candidate = _step(current, axis, offset)
         if not 0 <= candidate[axis] <= limits[axis]:
             return None
-        point = point_of(candidate)
+        point, here = point_of(candidate), point_of(current)
         if point not in cache.measured and calls >= budget:
             return None
-        m, incumbent = evaluate(point, best)
-        if not cache.measured[best.point].feasible(objective_ms):
-            leader = cache.leader(objective_ms)
-            return (index_of(leader.point), leader) if leader.point != best.point else None
-        return (candidate, cache.measured[point]) if improves(m, incumbent) else None
+        m, incumbent = evaluate(point, cache.measured[here])
+        if not cache.measured[here].feasible(objective_ms):
+            leader = cache.leader(objective_ms).point
+            return index_of(leader) if leader != here else None
+        return candidate if improves(m, incumbent) else None
 
     current = start_point(grid, concurrency, cores or usable_cores())
-    best = cache(point_of(current))
+    cache(point_of(current))
     moved = True
     while moved and calls < budget:
         moved = False
         for axis in range(len(axes)):
             for direction in (+1, -1):
                 stepped = False
-                while (step := try_step(current, axis, direction, best)) is not None:
-                    (current, best), stepped, moved = step, True, True
+                while (step := try_step(current, axis, direction)) is not None:
+                    current, stepped, moved = step, True, True
                 if stepped:
                     break  # improved going this way: the other way is where we came from
         if not moved:
@@ -309,8 +306,9 @@ def hill_climb(
             # can start paying only once it is long enough to fill the batch.
             for axis in range(len(axes)):
                 for direction in (+2, -2):
-                    if not moved and (step := try_step(current, axis, direction, best)) is not None:
-                        (current, best), moved = step, True
+                    if not moved and (step := try_step(current, axis, direction)) is not None:
+                        current, moved = step, True
+    best = cache.measured[point_of(current)]
     if duel is None:
         best = _confirm(cache, counted, best, objective_ms, budget - calls)
     return SearchResult(best, cache.measured, grid.size, objective_ms, measurements=calls)
@@ -322,19 +320,10 @@ def _confirm(cache: "_Cache", measure: Callable[[Point], Measurement], best: Mea
     feasible = sorted((m for m in cache.measured.values() if m.feasible(objective_ms)), key=lambda m: -m.throughput_per_s)
     if spare < 2 or len(feasible) < 2 or feasible[1].throughput_per_s < 0.9 * feasible[0].throughput_per_s:
         return best
-    merged = []
     for first in feasible[:2]:
-        again = measure(first.point)
-        mean = Measurement(
-            first.point,
-            (first.throughput_per_s + again.throughput_per_s) / 2,
-            (first.p50_ms + again.p50_ms) / 2,
-            max(first.p99_ms, again.p99_ms),
-            first.error or again.error,
-        )
-        cache.measured[first.point] = mean
-        merged.append(mean)
-    return merged[0] if better(merged[0], merged[1], objective_ms) else merged[1]
+        cache.record(measure(first.point))
+    leaders = [cache.measured[m.point] for m in feasible[:2]]
+    return leaders[0] if better(leaders[0], leaders[1], objective_ms) else leaders[1]
 
 
 def _step(index: tuple[int, ...], axis: int, direction: int) -> tuple[int, ...]:
