@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from conftest import OPERATOR_NAMESPACE, REPO, OperatorProcess, chart_rbac, free_port
+from inferops.devcluster.cluster import free_port
+
+from conftest import OPERATOR_NAMESPACE, REPO, OperatorProcess, chart_rbac
 from test_operator import model_manifest, names, poll, wait_phase
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
