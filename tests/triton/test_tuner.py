@@ -127,6 +127,42 @@ def test_an_incumbent_caught_stalling_in_a_later_duel_gives_way_to_the_best_poin
     assert result.report().measurements <= GRID.size // 4
 
 
+def window(point, throughput, slow=0, requests=500, slow_ms=300.0):
+    """One observed window: `requests` latencies of 10 ms, `slow` of them `slow_ms`."""
+    latencies = (10.0,) * (requests - slow) + (slow_ms,) * slow
+    return Measurement(point, throughput, 10.0, slow_ms if slow >= requests / 100 else 10.0, latencies_ms=latencies)
+
+
+def test_a_point_record_pools_its_requests_into_one_p99():
+    quiet, slow = window((8, 0, 2), 1000.0), window((8, 0, 2), 900.0, slow=10)
+    assert not slow.feasible(200), "10 slow requests of 500 are 2% of that window"
+    record = quiet.merged(quiet).merged(slow)
+    assert record.observations == 3 and record.throughput_per_s == pytest.approx(966.67, abs=0.01)
+    assert record.p99_ms == 10.0 and record.feasible(200), "10 of the 1,500 requests seen are 0.7%"
+    assert len(record.latencies_ms) == 1500
+    assert record.merged(window((8, 0, 2), 900.0, slow=20)).p99_ms == 300.0, "30 of 2,000 are 1.5%"
+
+
+def test_one_slow_window_does_not_rule_out_the_best_point():
+    """What CI saw: the best point, (8, 0, 2), showed a p99 of 301 ms in one 0.25 s slice of a
+    later duel (another process on the shared CPU); taking the worst window's p99 ruled it out and
+    the tuner settled for (4, 1000, 2) at 0.79x. Over all its requests it meets the objective."""
+    truth = {(8, 0, 2): 1000.0, (16, 0, 2): 950.0, (4, 0, 2): 900.0}
+    watched = {}
+
+    def observe(point):
+        watched[point] = watched.get(point, 0) + 1
+        hiccup = point == (8, 0, 2) and watched[point] == 2
+        return window(point, truth.get(point, 500.0), slow=10 if hiccup else 0)
+
+    def duel(incumbent, candidate):
+        return observe(incumbent), observe(candidate)
+
+    result = hill_climb(observe, GRID, objective_ms=200, concurrency=16, cores=2, duel=duel)
+    assert watched[(8, 0, 2)] >= 3
+    assert result.best.point == (8, 0, 2) and result.best.feasible(200)
+
+
 def test_one_client_never_pays_a_queue_delay():
     # Even where noise makes a delayed point look better, with one request in flight it cannot be.
     measure, calls = surface((4, 5000, 2))

@@ -28,7 +28,7 @@ class TuningPoint(ApiModel):
     max_queue_delay_microseconds: int = Field(alias="maxQueueDelayMicroseconds")
     instance_count: int = Field(alias="instanceCount")
     throughput_per_s: float = Field(alias="throughputPerSecond")
-    p99_ms: float | None = Field(default=None, alias="p99Ms", description="absent when the point failed; the worst seen when it took part in several measurements")
+    p99_ms: float | None = Field(default=None, alias="p99Ms", description="absent when the point failed; over all the requests of every measurement it took part in")
     observations: int = Field(default=1, description="measurements the point took part in (single runs or duels): a duel's incumbent is watched again")
     error: str | None = Field(default=None, max_length=300)
 

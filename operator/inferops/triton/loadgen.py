@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -33,9 +33,11 @@ class LoadResult:
     # stalls now and then shows it here even when the whole run's average hides it.
     sustained_per_s: float = 0.0
     first_error: str | None = None
+    # Every counted request's latency, so that windows can be pooled (the tuner's p99 over a duel).
+    latencies_ms: tuple[float, ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "latencies_ms"}
 
 
 class LoadError(RuntimeError):
@@ -112,8 +114,9 @@ async def _drive(url, model_name, arrays, concurrency, requests, duration_s, war
                     errors.append(f"{type(error).__name__}: {error}")
                 continue
             if counted:
-                # A request still in flight when the window closes counts for latency (a stalled
-                # batch must show in p99, most of all in short windows) but not for throughput.
+                # A request still in flight when the window closes counts, and the run lasts until
+                # it is back (a stalled batch must show, most of all in short windows); only
+                # sustained_per_s, a rate within the window, leaves it out.
                 now = time.perf_counter()
                 latencies.append(now - start)
                 if not stop.is_set():
@@ -130,18 +133,22 @@ async def _drive(url, model_name, arrays, concurrency, requests, duration_s, war
             stop.set()
             elapsed = time.perf_counter() - began
             await asyncio.gather(*tasks)
+            # Every counted request is charged the time it took: with the ones still in flight at
+            # the close, the run lasted until the last came back. A batcher stall that outlasts a
+            # short window would otherwise cost that window almost nothing.
+            drained = time.perf_counter() - began
         else:
             # Completed only when every counted request has come back.
             while len(latencies) + len(errors) < requests:
                 if all(t.done() for t in tasks) and len(latencies) + len(errors) < requests:
                     break
                 await asyncio.sleep(0.001)
-            elapsed = time.perf_counter() - began
+            elapsed = drained = time.perf_counter() - began
             stop.set()
             await asyncio.gather(*tasks)
     finally:
         await client.close()
-    return latencies, [t - began for t in finished], errors, elapsed
+    return latencies, [t - began for t in finished], errors, elapsed, drained
 
 
 def run_load(
@@ -162,23 +169,24 @@ def run_load(
         raise ValueError("concurrency must be >= 1")
     if requests is None and not duration_s:
         raise ValueError("give a number of requests or a duration")
-    latencies, finished, errors, elapsed = asyncio.run(_drive(url, model_name, arrays, concurrency, requests, duration_s, warmup_s, protocol, timeout_s))
+    latencies, finished, errors, elapsed, drained = asyncio.run(_drive(url, model_name, arrays, concurrency, requests, duration_s, warmup_s, protocol, timeout_s))
     if errors and not latencies:
         raise LoadError(f"no successful request to {model_name!r} at {url} ({len(errors)} failed): {errors[0]}")
     # No request counted and none failed: every client still waited on its warm-up request when
     # the window closed (a batcher stall), so each waited at least the whole window.
-    ms = np.array(latencies or [elapsed]) * 1e3
+    ms = np.array(latencies or [elapsed] * concurrency) * 1e3
     counts = np.histogram(finished, bins=WINDOWS, range=(0.0, elapsed))[0]
     return LoadResult(
         concurrency=concurrency,
         requests=len(latencies),  # 0 when the whole window stalled
         errors=len(errors),
         duration_s=elapsed,
-        throughput_per_s=len(finished) / elapsed,
+        throughput_per_s=len(latencies) / drained,
         p50_ms=float(np.percentile(ms, 50)),
         p90_ms=float(np.percentile(ms, 90)),
         p99_ms=float(np.percentile(ms, 99)),
         mean_ms=float(ms.mean()),
         sustained_per_s=float(counts.min() / (elapsed / WINDOWS)),
         first_error=errors[0] if errors else None,
+        latencies_ms=tuple(ms.tolist()),
     )

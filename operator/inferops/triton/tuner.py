@@ -3,11 +3,12 @@
 The search space is a grid of max_batch_size x max_queue_delay x instance count. Each point
 is measured by reloading the model with that config (explicit model control) and driving it
 with `concurrency` closed-loop clients. The objective: the highest throughput whose p99
-latency meets the latency objective. The throughput of a single measurement is the slowest
-third of its window (LoadResult.sustained_per_s): on Triton 2.51 a model instance's dynamic
-batcher sometimes idles for its 500 ms default wait, and a short lucky window must not make
-such a config look best; a request still in flight when a window closes counts for p99, so
-such stalls also break the latency objective.
+latency meets the latency objective. On Triton 2.51 a one-instance dynamic batcher sometimes
+leaves a whole batch queued for its 500 ms default wait. Two things keep such a config from
+looking best: the load generator charges every request the time it took, the ones still in
+flight when a window closes included (a stall that outlasts a short window costs it what it
+costs a client), and a single measurement's throughput is the slowest third of its window
+(LoadResult.sustained_per_s).
 
 `hill_climb` walks the grid one axis at a time from a start point that follows from the load
 (batches never grow past the number of requests in flight), keeps every measured point in a
@@ -16,9 +17,10 @@ Each step is a duel: the candidate and the incumbent are served at once and driv
 within one measurement's time (Profiler.duel). On a shared CPU, configs measured one after the
 other differ by +-20% from the machine's drift alone, more than the top of the grid differs in
 truth; slices taken in turns see the same drift. Every duel also adds to each point's record
-(Measurement.merged): a one-instance config whose batcher stalls in about half of its 1 s
-windows can win a short duel by luck, and is caught as the incumbent in a later one; the climber
-then goes back to the best point it has seen.
+(Measurement.merged: mean throughput, p99 over all the requests seen), so a config that won a
+duel by luck is watched again as the incumbent, and one slow window does not rule out a config
+that met the objective everywhere else. When the incumbent's record misses the objective, the
+climber goes back to the best point it has seen.
 `exhaustive` measures every point; it exists to check the climber.
 
 Measuring runs the wheel's tritonserver on this machine, so the result holds for the CPU
@@ -36,6 +38,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+import numpy as np
 
 from inferops.api.report import TuningPoint, TuningReport
 from inferops.api.tensors import BatchingConfig
@@ -93,23 +97,39 @@ class Measurement:
     p99_ms: float
     error: str | None = None
     observations: int = 1
+    # The counted requests' latencies, so that every window a point was seen in pools into one p99.
+    latencies_ms: tuple[float, ...] = field(default=(), repr=False, compare=False)
 
     def feasible(self, objective_ms: float) -> bool:
         return self.error is None and self.p99_ms <= objective_ms
 
     def merged(self, other: "Measurement") -> "Measurement":
-        """Everything seen of one point: mean throughput and p50 over the observations, the worst
-        p99, the first error. A config whose batcher stalls now and then misses the objective in
-        some windows only; each window it is watched in is another chance to see it."""
+        """Everything seen of one point: mean throughput over the observations, p50 and p99 over
+        all their requests, the first error. Pooling keeps one slow window (another process on a
+        shared CPU) from ruling out a config, while a config whose batcher stalls now and then
+        pays for it where it belongs: in throughput, which charges every stalled request its
+        time. Measurements without latencies (a failed point) keep the worst p99."""
         n, k = self.observations, other.observations
+        pooled = self.latencies_ms + other.latencies_ms
+        if self.latencies_ms and other.latencies_ms:
+            p50, p99 = percentiles(pooled)
+        else:
+            p50, p99 = (self.p50_ms * n + other.p50_ms * k) / (n + k), max(self.p99_ms, other.p99_ms)
         return Measurement(
             self.point,
             (self.throughput_per_s * n + other.throughput_per_s * k) / (n + k),
-            (self.p50_ms * n + other.p50_ms * k) / (n + k),
-            max(self.p99_ms, other.p99_ms),
+            p50,
+            p99,
             self.error or other.error,
             n + k,
+            pooled,
         )
+
+
+def percentiles(latencies_ms) -> tuple[float, float]:
+    """p50 and p99, as the load generator computes them."""
+    p50, p99 = np.percentile(np.asarray(latencies_ms, dtype=float), [50, 99])
+    return float(p50), float(p99)
 
 
 def better(a: Measurement, b: Measurement | None, objective_ms: float) -> bool:
@@ -460,7 +480,7 @@ class Profiler:
     def duel(self, incumbent: Point, candidate: Point) -> tuple[Measurement | None, Measurement]:
         """Both points head to head within one `measure`'s time: each gets half of it, in slices
         of about a quarter second taken in turns. A point's throughput is its mean over its
-        slices and its p99 the worst slice's."""
+        slices and its p50 and p99 are over all their requests."""
         slices = max(2, round(self.duration_s / 2 / 0.25))
         labels = {"b{}-d{}-i{}".format(*point): point for point in (incumbent, candidate)}
         try:
@@ -475,12 +495,13 @@ class Profiler:
         for label, point in labels.items():
             runs = results[label]
             errors = [r.first_error for r in runs if r.errors]
+            latencies = tuple(itertools.chain.from_iterable(r.latencies_ms for r in runs))
             measured.append(Measurement(
                 point,
                 statistics.fmean(r.throughput_per_s for r in runs),
-                statistics.median(r.p50_ms for r in runs),
-                max(r.p99_ms for r in runs),
+                *percentiles(latencies),
                 errors[0] if errors else None,
+                latencies_ms=latencies,
             ))
         self.log.extend(measured)
         return measured[0], measured[1]
@@ -488,7 +509,7 @@ class Profiler:
     def measure(self, point: Point) -> Measurement:
         try:
             result = self.run(batching_for(point))
-            m = Measurement(point, result.sustained_per_s, result.p50_ms, result.p99_ms, result.first_error if result.errors else None)
+            m = Measurement(point, result.sustained_per_s, result.p50_ms, result.p99_ms, result.first_error if result.errors else None, latencies_ms=result.latencies_ms)
         except Exception as error:  # noqa: BLE001 - a point that fails to load or serve is a bad point, not a crash
             m = Measurement(point, 0.0, math.inf, math.inf, f"{type(error).__name__}: {error}")
         self.log.append(m)
