@@ -163,6 +163,26 @@ def test_one_slow_window_does_not_rule_out_the_best_point():
     assert result.best.point == (8, 0, 2) and result.best.feasible(200)
 
 
+def test_the_last_measurement_is_a_rematch_of_the_two_best_points():
+    """(8, 0, 1) wins its only duel by luck as the climb's last step; the rematch with the best
+    other point seen, (8, 0, 2), shows it for what it is."""
+    watched = {}
+
+    def observe(point):
+        watched[point] = watched.get(point, 0) + 1
+        if point == (8, 0, 1):
+            return Measurement(point, 1200.0 if watched[point] == 1 else 700.0, 5.0, 10.0)
+        return Measurement(point, 1000.0 if point == (8, 0, 2) else 900.0, 5.0, 10.0)
+
+    def duel(incumbent, candidate):
+        return observe(incumbent), observe(candidate)
+
+    result = hill_climb(observe, GRID, objective_ms=200, concurrency=16, cores=2, duel=duel)
+    assert watched[(8, 0, 1)] == 2, "met once in the climb, once in the rematch"
+    assert result.best.point == (8, 0, 2)
+    assert result.report().measurements == GRID.size // 4
+
+
 def test_one_client_never_pays_a_queue_delay():
     # Even where noise makes a delayed point look better, with one request in flight it cannot be.
     measure, calls = surface((4, 5000, 2))
