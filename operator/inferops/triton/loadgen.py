@@ -94,33 +94,41 @@ async def _drive(url, model_name, arrays, concurrency, requests, duration_s, war
     client = module.InferenceServerClient(url)
     latencies: list[float] = []
     finished: list[float] = []  # completion times of the counted requests done inside the window
+    rates: list[float] = []  # each client's counted requests over the time from its first start to its last return
     errors: list[str] = []
     state = {"measuring": False, "issued": 0}
     stop = asyncio.Event()
 
     async def worker():
         inputs = _infer_inputs(module, arrays)
-        while not stop.is_set():
-            counted = state["measuring"]
-            if counted:
-                if requests is not None and state["issued"] >= requests:
-                    return
-                state["issued"] += 1
-            start = time.perf_counter()
-            try:
-                await client.infer(model_name, inputs, **({"client_timeout": timeout_s} if protocol == "grpc" else {}))
-            except Exception as error:  # noqa: BLE001 - reported, and counted as a failed request
+        done, first, last = 0, None, None
+        try:
+            while not stop.is_set():
+                counted = state["measuring"]
                 if counted:
-                    errors.append(f"{type(error).__name__}: {error}")
-                continue
-            if counted:
-                # A request still in flight when the window closes counts, and the run lasts until
-                # it is back (a stalled batch must show, most of all in short windows); only
-                # sustained_per_s, a rate within the window, leaves it out.
-                now = time.perf_counter()
-                latencies.append(now - start)
-                if not stop.is_set():
-                    finished.append(now)
+                    if requests is not None and state["issued"] >= requests:
+                        return
+                    state["issued"] += 1
+                start = time.perf_counter()
+                try:
+                    await client.infer(model_name, inputs, **({"client_timeout": timeout_s} if protocol == "grpc" else {}))
+                except Exception as error:  # noqa: BLE001 - reported, and counted as a failed request
+                    if counted:
+                        errors.append(f"{type(error).__name__}: {error}")
+                    continue
+                if counted:
+                    now = time.perf_counter()
+                    latencies.append(now - start)
+                    done, first, last = done + 1, first if first is not None else start, now
+                    if not stop.is_set():
+                        finished.append(now)
+        finally:
+            # A request still in flight when the window closes counts, and its client's time runs
+            # until it is back: a batcher stall that outlasts a short window costs it what it costs
+            # the client. Taken per client from its own first start, the rate has no bias from the
+            # latency of the requests in flight at either end of the window.
+            if done:
+                rates.append(done / (last - first))
 
     try:
         tasks = [asyncio.create_task(worker()) for _ in range(concurrency)]
@@ -133,22 +141,18 @@ async def _drive(url, model_name, arrays, concurrency, requests, duration_s, war
             stop.set()
             elapsed = time.perf_counter() - began
             await asyncio.gather(*tasks)
-            # Every counted request is charged the time it took: with the ones still in flight at
-            # the close, the run lasted until the last came back. A batcher stall that outlasts a
-            # short window would otherwise cost that window almost nothing.
-            drained = time.perf_counter() - began
         else:
             # Completed only when every counted request has come back.
             while len(latencies) + len(errors) < requests:
                 if all(t.done() for t in tasks) and len(latencies) + len(errors) < requests:
                     break
                 await asyncio.sleep(0.001)
-            elapsed = drained = time.perf_counter() - began
+            elapsed = time.perf_counter() - began
             stop.set()
             await asyncio.gather(*tasks)
     finally:
         await client.close()
-    return latencies, [t - began for t in finished], errors, elapsed, drained
+    return latencies, [t - began for t in finished], errors, elapsed, sum(rates)
 
 
 def run_load(
@@ -169,7 +173,7 @@ def run_load(
         raise ValueError("concurrency must be >= 1")
     if requests is None and not duration_s:
         raise ValueError("give a number of requests or a duration")
-    latencies, finished, errors, elapsed, drained = asyncio.run(_drive(url, model_name, arrays, concurrency, requests, duration_s, warmup_s, protocol, timeout_s))
+    latencies, finished, errors, elapsed, throughput = asyncio.run(_drive(url, model_name, arrays, concurrency, requests, duration_s, warmup_s, protocol, timeout_s))
     if errors and not latencies:
         raise LoadError(f"no successful request to {model_name!r} at {url} ({len(errors)} failed): {errors[0]}")
     # No request counted and none failed: every client still waited on its warm-up request when
@@ -181,7 +185,7 @@ def run_load(
         requests=len(latencies),  # 0 when the whole window stalled
         errors=len(errors),
         duration_s=elapsed,
-        throughput_per_s=len(latencies) / drained,
+        throughput_per_s=throughput,
         p50_ms=float(np.percentile(ms, 50)),
         p90_ms=float(np.percentile(ms, 90)),
         p99_ms=float(np.percentile(ms, 99)),

@@ -514,9 +514,12 @@ class Profiler:
 
     def duel(self, incumbent: Point, candidate: Point) -> tuple[Measurement | None, Measurement]:
         """Both points head to head within one `measure`'s time: each gets half of it, in slices
-        of about a quarter second taken in turns. A point's throughput is its mean over its
-        slices and its p50 and p99 are over all their requests."""
-        slices = max(2, round(self.duration_s / 2 / 0.25))
+        of about an eighth of a second taken in turns. A point's throughput is its mean over its
+        slices and its p50 and p99 are over all their requests. Each slice starts with a burst of
+        `concurrency` requests, which is what sets off a one-instance batcher's stall on Triton
+        2.51 (in about one slice of three at 32 clients, for slices of 0.125 s to 0.5 s alike):
+        more slices give a config that stalls more chances to show it."""
+        slices = max(2, round(self.duration_s / 2 / 0.125))
         labels = {"b{}-d{}-i{}".format(*point): point for point in (incumbent, candidate)}
         try:
             results = self.head_to_head({label: batching_for(point) for label, point in labels.items()},
