@@ -6,8 +6,8 @@ grid (one measurement per point) each pick a config under the same p99 objective
 configs are served at once by one server and driven head to head in turns
 (Profiler.head_to_head), and each ratio is the median of its per-round ratios ("totals": the
 ratio of the rounds' sums, which counts every stall; "over obj": rounds whose p99 broke the
-objective, tuned and exhaustive; p99 is over every request of a config's rounds). Where the tuner and the sweep chose the same config it is
-measured once and the ratio is 1 by identity. "sweep view" is the tuned point's throughput in
+objective, tuned and exhaustive; p99 is over every request of a config's rounds). Where the
+tuner and the sweep chose the same config it is measured once and the ratio is 1 by identity. "sweep view" is the tuned point's throughput in
 the sweep's own table over the sweep's best: no extra measurement, but each is a single run.
 
     .venv/bin/python bench/bench_batching.py [--concurrency 1 8 32] [--objective-ms 200] [--json out.json]

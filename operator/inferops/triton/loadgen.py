@@ -94,7 +94,7 @@ async def _drive(url, model_name, arrays, concurrency, requests, duration_s, war
     client = module.InferenceServerClient(url)
     latencies: list[float] = []
     finished: list[float] = []  # completion times of the counted requests done inside the window
-    rates: list[float] = []  # each client's counted requests over the time from its first start to its last return
+    rates: list[float] = []  # per client: requests over the time from the first one's start to the last one's return
     errors: list[str] = []
     state = {"measuring": False, "issued": 0}
     stop = asyncio.Event()
@@ -116,17 +116,18 @@ async def _drive(url, model_name, arrays, concurrency, requests, duration_s, war
                     if counted:
                         errors.append(f"{type(error).__name__}: {error}")
                     continue
-                if counted:
-                    now = time.perf_counter()
-                    latencies.append(now - start)
+                now = time.perf_counter()
+                if state["measuring"]:
+                    # The client's rate runs over whole requests, from the start of the one in
+                    # flight when the window opened to the return of the one in flight when it
+                    # closed: a batcher stall at either end costs the window what it costs the
+                    # client, and the requests cut by the window's edges bias nothing.
                     done, first, last = done + 1, first if first is not None else start, now
+                if counted:
+                    latencies.append(now - start)
                     if not stop.is_set():
                         finished.append(now)
         finally:
-            # A request still in flight when the window closes counts, and its client's time runs
-            # until it is back: a batcher stall that outlasts a short window costs it what it costs
-            # the client. Taken per client from its own first start, the rate has no bias from the
-            # latency of the requests in flight at either end of the window.
             if done:
                 rates.append(done / (last - first))
 
