@@ -7,8 +7,9 @@ configs are served at once by one server and driven head to head in turns
 (Profiler.head_to_head), and each ratio is the median of its per-round ratios ("totals": the
 ratio of the rounds' sums, which counts every stall; "over obj": rounds whose p99 broke the
 objective, tuned and exhaustive; p99 is over every request of a config's rounds). Where the
-tuner and the sweep chose the same config it is measured once and the ratio is 1 by identity. "sweep view" is the tuned point's throughput in
-the sweep's own table over the sweep's best: no extra measurement, but each is a single run.
+tuner and the sweep chose the same config it is measured once and the ratio is 1 by identity.
+"sweep view" is the tuned point's throughput in the sweep's own table over the sweep's best: no
+extra measurement, but each is a single run.
 
     .venv/bin/python bench/bench_batching.py [--concurrency 1 8 32] [--objective-ms 200] [--json out.json]
 
@@ -31,7 +32,8 @@ from pathlib import Path
 from inferops.api.tensors import BatchingConfig
 from inferops.triton.config import build_model_config
 from inferops.triton.sample_model import SIGNATURE, mlp_to_onnx, train_digits_mlp
-from inferops.triton.tuner import Profiler, TuningGrid, exhaustive, hill_climb, paired_ratio, percentiles
+from inferops.triton.loadgen import percentiles
+from inferops.triton.tuner import Profiler, TuningGrid, exhaustive, hill_climb, paired_ratio
 
 MODEL = "digits"
 
@@ -84,7 +86,7 @@ def main() -> int:
                 row[label] = {
                     "config": configs[label].model_dump(by_alias=True),
                     "throughput_per_s": statistics.median(r.throughput_per_s for r in results),
-                    "p99_ms": percentiles([ms for r in results for ms in r.latencies_ms])[1],  # over every request of every round
+                    "p99_ms": percentiles([ms for r in results for ms in r.latencies_ms], 99)[0],  # over every request of every round
                     "errors": sum(r.errors for r in results),
                     # A one-instance batcher that stalls now and then keeps a good median; these show it.
                     "rounds_over_objective": sum(r.p99_ms > args.objective_ms for r in results),

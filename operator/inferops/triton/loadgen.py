@@ -68,6 +68,11 @@ def request_inputs(signature: Signature, max_batch_size: int, batch: int = 1, se
     return arrays
 
 
+def percentiles(latencies_ms, *qs: float) -> list[float]:
+    """The latency percentiles `qs` of a run, or of several runs' latencies pooled."""
+    return [float(v) for v in np.percentile(np.asarray(latencies_ms, dtype=float), qs)]
+
+
 def _client_module(protocol: str):
     if protocol == "grpc":
         import tritonclient.grpc.aio as module
@@ -181,15 +186,16 @@ def run_load(
     # the window closed (a batcher stall), so each waited at least the whole window.
     ms = np.array(latencies or [elapsed] * concurrency) * 1e3
     counts = np.histogram(finished, bins=WINDOWS, range=(0.0, elapsed))[0]
+    p50, p90, p99 = percentiles(ms, 50, 90, 99)
     return LoadResult(
         concurrency=concurrency,
         requests=len(latencies),  # 0 when the whole window stalled
         errors=len(errors),
         duration_s=elapsed,
         throughput_per_s=throughput,
-        p50_ms=float(np.percentile(ms, 50)),
-        p90_ms=float(np.percentile(ms, 90)),
-        p99_ms=float(np.percentile(ms, 99)),
+        p50_ms=p50,
+        p90_ms=p90,
+        p99_ms=p99,
         mean_ms=float(ms.mean()),
         sustained_per_s=float(counts.min() / (elapsed / WINDOWS)),
         first_error=errors[0] if errors else None,

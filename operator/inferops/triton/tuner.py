@@ -40,13 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
-
 from inferops.api.report import TuningPoint, TuningReport
 from inferops.api.tensors import BatchingConfig
 
 from .config import build_model_config, parse_model_config, signature_from_config
-from .loadgen import request_inputs, run_load
+from .loadgen import percentiles, request_inputs, run_load
 from .python_backend import ONNX_FILE, to_python_backend
 
 Point = tuple[int, int, int]  # (max_batch_size, max_queue_delay_us, instance_count)
@@ -113,7 +111,7 @@ class Measurement:
         n, k = self.observations, other.observations
         pooled = self.latencies_ms + other.latencies_ms
         if self.latencies_ms and other.latencies_ms:
-            p50, p99 = percentiles(pooled)
+            p50, p99 = percentiles(pooled, 50, 99)
         else:
             p50, p99 = (self.p50_ms * n + other.p50_ms * k) / (n + k), max(self.p99_ms, other.p99_ms)
         return Measurement(
@@ -125,12 +123,6 @@ class Measurement:
             n + k,
             pooled,
         )
-
-
-def percentiles(latencies_ms) -> tuple[float, float]:
-    """p50 and p99, as the load generator computes them."""
-    p50, p99 = np.percentile(np.asarray(latencies_ms, dtype=float), [50, 99])
-    return float(p50), float(p99)
 
 
 def better(a: Measurement, b: Measurement | None, objective_ms: float) -> bool:
@@ -537,7 +529,7 @@ class Profiler:
             measured.append(Measurement(
                 point,
                 statistics.fmean(r.throughput_per_s for r in runs),
-                *percentiles(latencies),
+                *percentiles(latencies, 50, 99),
                 errors[0] if errors else None,
                 latencies_ms=latencies,
             ))
