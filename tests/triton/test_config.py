@@ -47,7 +47,9 @@ def test_batched_dims_exclude_the_batch_dimension():
     assert list(config.output[0].dims) == [10]
     assert list(config.dynamic_batching.preferred_batch_size) == [8, 16]
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
-    assert config.dynamic_batching.default_queue_policy.timeout_action == model_config_pb2.ModelQueuePolicy.REJECT
+    # No queue policy unless asked: Triton keeps payload prefetching only without timeouts,
+    # overrides or a queue bound (without it a one-instance batcher stalls; see test_serving).
+    assert not config.dynamic_batching.HasField("default_queue_policy")
 
 
 def test_unbatched_dims_carry_the_batch_dimension():
@@ -82,6 +84,7 @@ def test_response_cache_queue_policy_and_gpus():
     assert list(config.instance_group[0].gpus) == [0, 1]
     queue = config.dynamic_batching.default_queue_policy
     assert (queue.timeout_action, queue.default_timeout_microseconds, queue.max_queue_size) == (model_config_pb2.ModelQueuePolicy.DELAY, 100_000, 64)
+    assert not queue.allow_timeout_override
 
 
 def test_strings_are_quoted_for_protobuf_text():

@@ -118,6 +118,24 @@ def test_dynamic_batching_raises_throughput_at_concurrency_16(make_repository, t
     assert median > 1.0
 
 
+def test_a_one_instance_batcher_never_waits_out_tritons_500_ms_default(make_repository, tmp_path):
+    """Triton 2.51 turns payload prefetching off when the queue policy allows timeout overrides;
+    its dynamic batcher then waits for a free instance on a condition that can miss the wake-up,
+    until its 500 ms default wait runs out. Rendered with that policy (before), a one-instance
+    batcher at 32 clients left a whole batch queued for 500 ms in 5 to 9 of 24 slices like these;
+    rendered without it, in none of 240. Slices start with a burst of 32 requests, which is what
+    sets the race off; 450 ms is 15 times the slowest request of a slice without the stall."""
+    source = make_repository(BatchingConfig(max_batch_size=16, preferred_batch_sizes=[16], instance_count=1))
+    repository = local_repository(source, tmp_path / "local")
+    arrays = request_inputs(SIGNATURE, 16)
+    with TritonServer(repository) as server:
+        runs = [run_load(server.grpc_url, MODEL, arrays, concurrency=32, duration_s=0.125, warmup_s=0.1) for _ in range(24)]
+    slowest = [max(r.latencies_ms) for r in runs]
+    print("slowest request per slice, ms:", [round(v) for v in slowest])
+    assert all(r.errors == 0 and r.requests > 0 for r in runs)
+    assert sum(v >= 450 for v in slowest) == 0, f"{sum(v >= 450 for v in slowest)} of 24 slices waited out the batcher's 500 ms"
+
+
 def test_builder_refuses_what_triton_refuses(make_repository, tmp_path):
     """The builder refuses preferred sizes above max_batch_size; Triton refuses to load the same config."""
     bad = BatchingConfig(max_batch_size=8, preferred_batch_sizes=[4, 32])
