@@ -3,9 +3,10 @@
 The search space is a grid of max_batch_size x max_queue_delay x instance count. Each point
 is measured by reloading the model with that config (explicit model control) and driving it
 with `concurrency` closed-loop clients. The objective: the highest throughput whose p99
-latency meets the latency objective. On Triton 2.51 a one-instance dynamic batcher sometimes
-leaves a whole batch queued for its 500 ms default wait. Two things keep such a config from
-looking best: the load generator charges every request the time it took, the ones still in
+latency meets the latency objective. A config whose batcher stalls now and then must not look
+best from a lucky window (Triton 2.51's one-instance batcher held a whole batch for its 500 ms
+default wait in about one burst of three, until the renderer stopped turning payload
+prefetching off: see config.QueuePolicy). Two things keep such a config from looking best: the load generator charges every request the time it took, the ones still in
 flight when a window closes included (a stall that outlasts a short window costs it what it
 costs a client), and a single measurement's throughput is the slowest third of its window
 (LoadResult.sustained_per_s).
@@ -358,8 +359,8 @@ def hill_climb(
 def _rematch(cache: "_Cache", duel, best: Measurement, runner_up: Measurement, objective_ms: float) -> Measurement:
     """Duel the climb's choice with the best other point seen once more, and keep the one with
     the higher throughput over all their meetings (meeting the objective first). The climb's last
-    move was decided by a single duel, and a one-instance config whose batcher did not stall in
-    those 0.75 s wins it by luck often enough to matter."""
+    move was decided by a single duel of 0.75 s a side, where luck decides often enough to
+    matter: the same config driven twice differs by up to 30% in a 0.5 s round on 2 cores."""
     seen_best, seen_runner_up = duel(best.point, runner_up.point)
     cache.record_duel(seen_best, seen_runner_up)
     a, b = cache.measured[best.point], cache.measured[runner_up.point]
@@ -516,9 +517,9 @@ class Profiler:
         """Both points head to head within one `measure`'s time: each gets half of it, in slices
         of about an eighth of a second taken in turns. A point's throughput is its mean over its
         slices and its p50 and p99 are over all their requests. Each slice starts with a burst of
-        `concurrency` requests, which is what sets off a one-instance batcher's stall on Triton
-        2.51 (in about one slice of three at 32 clients, for slices of 0.125 s to 0.5 s alike):
-        more slices give a config that stalls more chances to show it."""
+        `concurrency` requests, the moment a batcher is likeliest to stall (Triton 2.51's did, in
+        about one slice of three, while payload prefetching was off): more slices give a config
+        that stalls more chances to show it."""
         slices = max(2, round(self.duration_s / 2 / 0.125))
         labels = {"b{}-d{}-i{}".format(*point): point for point in (incumbent, candidate)}
         try:
