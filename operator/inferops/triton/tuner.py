@@ -6,9 +6,10 @@ with `concurrency` closed-loop clients. The objective: the highest throughput wh
 latency meets the latency objective. A config whose batcher stalls now and then must not look
 best from a lucky window (Triton 2.51's one-instance batcher held a whole batch for its 500 ms
 default wait in about one burst of three, until the renderer stopped turning payload
-prefetching off: see config.QueuePolicy). Two things keep such a config from looking best: the load generator charges every request the time it took, the ones still in
-flight when a window closes included (a stall that outlasts a short window costs it what it
-costs a client), and a single measurement's throughput is the slowest third of its window
+prefetching off: see config.QueuePolicy). Two things keep such a config from looking best:
+the load generator charges every request the time it took, the ones still in flight when a
+window closes included (a stall that outlasts a short window costs it what it costs a client),
+and a single measurement's throughput is the slowest third of its window
 (LoadResult.sustained_per_s).
 
 `hill_climb` walks the grid one axis at a time from a start point that follows from the load
