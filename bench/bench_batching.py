@@ -75,7 +75,8 @@ def main() -> int:
             with Profiler(repository, MODEL, concurrency=concurrency, duration_s=args.duration) as profiler:
                 tuned = hill_climb(profiler.measure, grid, args.objective_ms, concurrency=concurrency, duel=profiler.duel)
                 swept = exhaustive(profiler.measure, grid, args.objective_ms)
-                configs = {"none": baseline, "tuned": tuned.report().chosen, "exhaustive": swept.report().chosen, "copy": swept.report().chosen}
+                exhaustive_best = swept.report().chosen
+                configs = {"none": baseline, "tuned": tuned.report().chosen, "exhaustive": exhaustive_best, "copy": exhaustive_best}
                 same = configs["tuned"] == configs["exhaustive"]
                 runs = profiler.head_to_head({k: v for k, v in configs.items() if not (same and k == "exhaustive")},
                                              rounds=args.rounds, slice_s=args.slice, concurrency=concurrency)

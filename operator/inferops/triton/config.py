@@ -190,14 +190,10 @@ def build_model_config(
     outputs = [_tensor_context(t, batched) for t in signature.outputs]
     dynamic = None
     if batching is not None and batching.dynamic_batching:
-        policy = queue_policy or QueuePolicy()
         dynamic = {
-            "queue_policy": queue_policy is not None,
             "preferred_batch_sizes": sorted(batching.preferred_batch_sizes),
             "max_queue_delay_microseconds": batching.max_queue_delay_microseconds,
-            "timeout_action": policy.timeout_action,
-            "default_timeout_microseconds": policy.default_timeout_microseconds,
-            "max_queue_size": policy.max_queue_size,
+            "queue_policy": queue_policy,
         }
     text = render(
         TEMPLATE,
