@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from inferops.devcluster.cluster import Cluster, LocalCluster
+from prebuild import build_before_tests
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,6 +23,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=os.environ.get("INFEROPS_TEST_CLUSTER", "local"),
         help="which Kubernetes the cluster tests use (default: the local control plane)",
     )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    build_before_tests(session)
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,15 @@ def kopf_arguments(extra: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from .preflight import PreflightError, check_cluster
+
+    try:
+        check_cluster()
+    except PreflightError as exc:
+        print(f"inferops operator: {exc}", file=sys.stderr)
+        return 2
     import kopf.cli
 
     try:

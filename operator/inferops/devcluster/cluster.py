@@ -138,13 +138,14 @@ class LocalCluster(Cluster):
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self, timeout: float = 90) -> "LocalCluster":
-        started = time.monotonic()
+        """Build what is missing (no time limit: a cold build takes many minutes), then give
+        the processes `timeout` seconds to become ready."""
         self._bins = binaries.ensure_binaries(binaries.CONTROL_PLANE_BINARIES)
         self.kubectl_path = self._bins["kubectl"]
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
         try:
-            self._start_all(started + timeout)
+            self._start_all(time.monotonic() + timeout)
         except BaseException:
             self.stop()
             raise
