@@ -124,3 +124,14 @@ def test_operator_on_a_cluster_without_the_crds_says_how_to_install_them(tmp_pat
         result, took = run_operator(bare_env(tmp_path, KUBECONFIG=str(bare.kubeconfig)))
     assert took < 10
     assert_one_readable_line(result, "CRDs", "inferencemodels.inferops.dev", "kubectl apply --server-side -f crds/")
+
+
+def test_dev_up_without_go_says_so_in_one_line(tmp_path):
+    env = bare_env(tmp_path, PATH="/usr/bin:/bin", INFEROPS_CACHE=str(tmp_path / "cache"))
+    result = subprocess.run(
+        [sys.executable, "-m", "inferops.cli", "dev", "up", "--state-dir", str(tmp_path / "dev")],
+        env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "the Go toolchain" in result.stderr.strip().splitlines()[-1]

@@ -72,7 +72,7 @@ ALL_BINARIES = tuple(name for m in MODULES for name in m.binaries)
 def _go() -> str:
     go = shutil.which("go")
     if not go:
-        raise RuntimeError("the Go toolchain is needed to build the local control plane: `go` is not on PATH")
+        raise RuntimeError("the Go toolchain (1.26) is needed to build the local control plane once: `go` is not on PATH (install it from go.dev or your distribution's golang package)")
     return go
 
 

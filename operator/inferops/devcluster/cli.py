@@ -43,7 +43,11 @@ def _up(args: argparse.Namespace) -> int:
     (state / READY_FILE).unlink(missing_ok=True)
     # The build runs here, in the foreground, so that its progress reaches the terminal and its
     # minutes never count against the start-up timeout below.
-    ensure_binaries(CONTROL_PLANE_BINARIES)
+    try:
+        ensure_binaries(CONTROL_PLANE_BINARIES)
+    except RuntimeError as exc:  # no Go toolchain, or a failed build (its last lines follow)
+        print(f"inferops dev up: {exc}", file=sys.stderr)
+        return 1
     log = state / "supervisor.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
