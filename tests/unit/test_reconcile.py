@@ -7,7 +7,7 @@ import pytest
 from inferops.api.hardware_class import HardwareClassSpec
 from inferops.api.inference_model import InferenceModelSpec
 from inferops.api.report import AccuracyReport, OptimizationReport, TuningReport
-from inferops.api.tensors import BatchingConfig, Signature, TensorSpec
+from inferops.api.tensors import BatchingConfig, ExecutionAccelerator, Signature, TensorSpec
 from inferops.reconcile.children import ModelRef, desired_job
 from inferops.reconcile.naming import job_name, optimization_hash
 from inferops.reconcile.plan import Observed, SmokeResult, desired_state
@@ -176,6 +176,22 @@ def test_tuned_batching_from_the_report_reaches_config_and_status():
     assert config.instance_group[0].count == 2 and config.input[0].name == "x"
     assert plan.status["batching"]["maxBatchSize"] == 16
     assert plan.status["report"]["tuning"]["measurements"] == 7
+
+
+def test_the_artifacts_gpu_accelerator_reaches_the_served_config():
+    """The operator's ConfigMap is mounted over the artifact's own config.pbtxt: what the artifact
+    needs (ONNX Runtime's TensorRT accelerator) must come through the report into that one."""
+    m = model(spec(optimization={"recipe": "tensorrt"}))
+    trt = ExecutionAccelerator(name="tensorrt", parameters={"precision_mode": "FP16"})
+    report = OptimizationReport(
+        artifact_uri="s3://artifacts/ml/digits/x", model_name="digits", backend="onnxruntime",
+        signature=Signature(inputs=[TensorSpec(name="x", datatype="FP32", dims=[64])], outputs=[TensorSpec(name="y", datatype="FP32", dims=[10])]),
+        accelerators=[trt],
+    )
+    observed = Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Complete")], report=report, deployment=deployment(2))
+    config = parse_model_config(desired_state(m, observed, SETTINGS, NOW).apply[0]["data"]["config.pbtxt"])
+    accelerators = config.optimization.execution_accelerators.gpu_execution_accelerator
+    assert [a.name for a in accelerators] == ["tensorrt"] and accelerators[0].parameters["precision_mode"] == "FP16"
 
 
 def test_failed_job_fails_the_model_with_its_reason():

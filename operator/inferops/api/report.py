@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from .tensors import ApiModel, BatchingConfig, Signature
+from .tensors import ApiModel, BatchingConfig, ExecutionAccelerator, Signature
 
 
 class BeforeAfter(ApiModel):
@@ -59,4 +59,7 @@ class OptimizationReport(ApiModel):
     tools: dict[str, str] = Field(default_factory=dict, description="versions of the tools used")
     notes: list[str] = Field(default_factory=list)
     tuning: TuningReport | None = None
+    accelerators: list[ExecutionAccelerator] = Field(
+        default_factory=list, max_length=4, description="GPU execution accelerators every config.pbtxt of this artifact enables"
+    )
     passed: bool = True

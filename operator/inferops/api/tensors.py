@@ -31,6 +31,13 @@ class Signature(ApiModel):
     outputs: list[TensorSpec] = Field(default_factory=list, max_length=32)
 
 
+class ExecutionAccelerator(ApiModel):
+    """A GPU execution accelerator the artifact is meant to run with (config.pbtxt's optimization block)."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$", description="e.g. tensorrt: ONNX Runtime's TensorRT execution provider")
+    parameters: dict[str, str] = Field(default_factory=dict, description="e.g. precision_mode: FP16")
+
+
 class BatchingConfig(ApiModel):
     """A concrete batching setup, as rendered into config.pbtxt and reported in status."""
 

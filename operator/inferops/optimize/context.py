@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inferops.api.tensors import ExecutionAccelerator
+
 from .evaldata import EvalData
 
 log = logging.getLogger("inferops.optimize")
@@ -45,6 +47,6 @@ class RecipeContext:
 class RecipeResult:
     model: Path
     notes: list[str] = field(default_factory=list)
-    # Triton execution accelerator to render in config.pbtxt, e.g. {"name": "tensorrt", "parameters": {...}}
-    accelerator: dict | None = None
+    # Rendered into config.pbtxt by the optimizer and, through the report, by the operator.
+    accelerator: ExecutionAccelerator | None = None
     instance_kind: str | None = None

@@ -172,7 +172,7 @@ def optimize(opts: Options) -> OptimizationReport:
         if 32 in feeds:
             report.latency_ms_batch32 = BeforeAfter(before=measure.latency_ms(original, feeds[32]))
 
-        current, accelerator, kind = original, None, opts.instance_kind
+        current, kind = original, opts.instance_kind
         gpu = _gpu_available()
         for i, step in enumerate(steps, 1):
             log.info("step %d/%d: %s", i, len(steps), step)
@@ -183,7 +183,8 @@ def optimize(opts: Options) -> OptimizationReport:
             except RecipeError as exc:
                 raise fail(f"{step}: {exc}") from None
             current = result.model
-            accelerator = result.accelerator or accelerator
+            if result.accelerator is not None:
+                report.accelerators = [result.accelerator]
             kind = kind or result.instance_kind
             report.steps.append(step)
             report.notes += result.notes
@@ -212,7 +213,7 @@ def optimize(opts: Options) -> OptimizationReport:
         try:
             from .repository import render_config, write_repository, write_report
 
-            config = render_config(name, signature, batching, kind or "KIND_CPU", accelerator)
+            config = render_config(name, signature, batching, kind or "KIND_CPU", report.accelerators)
         except (ValueError, RuntimeError) as exc:
             raise fail(str(exc)) from None
         files = write_repository(repo, name, current, config)
@@ -222,7 +223,7 @@ def optimize(opts: Options) -> OptimizationReport:
             log.info("tuning dynamic batching on a local Triton server (objective p99 %.1f ms)", opts.latency_objective_ms)
             report.tuning = tuner.tune_repository(repo, name, opts.latency_objective_ms, kind or "KIND_CPU")
             log.info("tuned: %s", report.tuning.chosen.model_dump(by_alias=True))
-            (repo / name / "config.pbtxt").write_text(render_config(name, signature, report.tuning.chosen, kind or "KIND_CPU", accelerator))
+            (repo / name / "config.pbtxt").write_text(render_config(name, signature, report.tuning.chosen, kind or "KIND_CPU", report.accelerators))
         report.checksums = {f.relative_to(repo).as_posix(): sha256(f) for f in files}
         write_report(repo, report)
         try:

@@ -6,26 +6,15 @@ import shutil
 from pathlib import Path
 
 from inferops.api.report import OptimizationReport
-from inferops.api.tensors import BatchingConfig, Signature
+from inferops.api.tensors import BatchingConfig, ExecutionAccelerator, Signature
 
 
-def render_config(name: str, signature: Signature, batching: BatchingConfig | None, instance_kind: str, accelerator: dict | None) -> str:
+def render_config(name: str, signature: Signature, batching: BatchingConfig | None, instance_kind: str, accelerators: list[ExecutionAccelerator]) -> str:
     try:
-        from inferops.triton.config import build_model_config, parse_model_config
+        from inferops.triton.config import build_model_config
     except ModuleNotFoundError as exc:
         raise RuntimeError(f"inferops.triton.config is not in this build ({exc.name}); cannot write config.pbtxt") from None
-    text = build_model_config(name, "onnxruntime", signature, batching, instance_kind)
-    if accelerator is None:
-        return text
-    from google.protobuf import text_format
-
-    config = parse_model_config(text)
-    acc = config.optimization.execution_accelerators.gpu_execution_accelerator.add(name=accelerator["name"])
-    for key, value in accelerator.get("parameters", {}).items():
-        acc.parameters[key] = value
-    text = text_format.MessageToString(config)
-    parse_model_config(text)
-    return text
+    return build_model_config(name, "onnxruntime", signature, batching, instance_kind, gpu_accelerators=accelerators)
 
 
 def write_repository(root: Path, name: str, model: Path, config_text: str) -> list[Path]:

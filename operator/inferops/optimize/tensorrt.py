@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from inferops.api.tensors import ExecutionAccelerator
+
 from .context import RecipeContext, RecipeResult, log
 
 
@@ -42,10 +44,10 @@ def apply(model: Path, ctx: RecipeContext) -> RecipeResult:
     import onnxruntime as ort
 
     precision = ctx.param("precision", "FP16").upper()
-    accelerator = {
-        "name": "tensorrt",
-        "parameters": {"precision_mode": precision, "max_workspace_size_bytes": str(ctx.param("workspaceBytes", 1 << 30, int)), "trt_engine_cache_enable": "true", "trt_engine_cache_path": "/tmp/triton-trt-cache"},
-    }
+    accelerator = ExecutionAccelerator(
+        name="tensorrt",
+        parameters={"precision_mode": precision, "max_workspace_size_bytes": str(ctx.param("workspaceBytes", 1 << 30, int)), "trt_engine_cache_enable": "true", "trt_engine_cache_path": "/tmp/triton-trt-cache"},
+    )
     gpu = gpu_name() if ctx.gpu else None
     if gpu and "TensorrtExecutionProvider" in ort.get_available_providers():
         log.info("building a TensorRT engine on %s to check that the graph compiles", gpu)

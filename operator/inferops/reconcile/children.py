@@ -173,6 +173,7 @@ def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revi
         batching,
         hardware.instance_kind,
         response_cache=spec.serving.response_cache,
+        gpu_accelerators=revision.report.accelerators if revision.report else [],
     )
     common = {"namespace": model.namespace, "labels": labels(model.name, "serving"), "owner_references": model.owner_references()}
     configmap = _load("configmap.yaml.j2", name=f"{name}-config", config_pbtxt=config_pbtxt, **common)

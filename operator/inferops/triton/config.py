@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
-from inferops.api.tensors import BatchingConfig, Signature, TensorSpec
+from inferops.api.tensors import BatchingConfig, ExecutionAccelerator, Signature, TensorSpec
 from inferops.templating import render
 
 TEMPLATE = "config.pbtxt.j2"
@@ -64,6 +64,7 @@ def validate_model_config(
     *,
     gpus: list[int] | None = None,
     queue_policy: QueuePolicy | None = None,
+    gpu_accelerators: list[ExecutionAccelerator] = (),
 ) -> None:
     """Raise ModelConfigError naming every problem found, or return None."""
     problems: list[str] = []
@@ -83,6 +84,9 @@ def validate_model_config(
         if any(g < 0 for g in gpus):
             problems.append(f"gpu ids must be >= 0, got {gpus}")
 
+    if gpu_accelerators and instance_kind == "KIND_CPU":
+        names = ", ".join(a.name for a in gpu_accelerators)
+        problems.append(f"the artifact needs the GPU execution accelerator(s) {names}, which KIND_CPU instances never use: serve it on a GPU HardwareClass")
     problems += _signature_problems(backend, signature)
     problems += _batching_problems(batching)
     if queue_policy is not None:
@@ -176,13 +180,14 @@ def build_model_config(
     response_cache: bool = False,
     gpus: list[int] | None = None,
     queue_policy: QueuePolicy | None = None,
+    gpu_accelerators: list[ExecutionAccelerator] = (),
 ) -> str:
     """Return the config.pbtxt text for a model, or raise ModelConfigError.
 
     `batching=None` (or max_batch_size 0) renders max_batch_size 0: Triton then does no batching
     and every tensor's dims get the model's batch dimension back as a leading -1.
     """
-    validate_model_config(name, backend, signature, batching, instance_kind, gpus=gpus, queue_policy=queue_policy)
+    validate_model_config(name, backend, signature, batching, instance_kind, gpus=gpus, queue_policy=queue_policy, gpu_accelerators=gpu_accelerators)
     platform, backend_field = BACKENDS[backend]
     max_batch_size = batching.max_batch_size if batching else 0
     batched = max_batch_size > 0
@@ -208,6 +213,7 @@ def build_model_config(
         gpus=gpus or [],
         dynamic_batching=dynamic,
         response_cache=response_cache,
+        gpu_accelerators=[{"name": a.name, "parameters": sorted(a.parameters.items())} for a in gpu_accelerators],
         warmups=_warmup_context(inputs) if warmup else [],
     )
     parse_model_config(text)
