@@ -1,7 +1,7 @@
 """The jinja2 environment for everything InferOps renders (Kubernetes objects and config.pbtxt).
 
-Templates live in the repository's templates/ folder; INFEROPS_TEMPLATES points elsewhere
-(the operator image copies them next to the package).
+Templates are package data (inferops/templates/), so the wheel and every image built from it
+carry them; INFEROPS_TEMPLATES points elsewhere (to try edited templates without a reinstall).
 """
 
 from __future__ import annotations
@@ -14,14 +14,12 @@ from pathlib import Path
 import jinja2
 
 
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
 def templates_dir() -> Path:
     override = os.environ.get("INFEROPS_TEMPLATES")
-    if override:
-        return Path(override)
-    for candidate in (Path(__file__).resolve().parents[2] / "templates", Path(__file__).resolve().parent / "templates"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError("InferOps templates not found; set INFEROPS_TEMPLATES to the templates/ folder")
+    return Path(override) if override else TEMPLATES
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """Build, check and parse Triton `config.pbtxt` files.
 
 `build_model_config` refuses what Triton would refuse (and a few things it would accept but
-get wrong), renders templates/config.pbtxt.j2, and parses the result back with the
+get wrong), renders inferops/templates/config.pbtxt.j2, and parses the result back with the
 `ModelConfig` protobuf that tritonclient ships before returning it.
 """
 
