@@ -194,6 +194,20 @@ def test_the_artifacts_gpu_accelerator_reaches_the_served_config():
     assert [a.name for a in accelerators] == ["tensorrt"] and accelerators[0].parameters["precision_mode"] == "FP16"
 
 
+def test_a_python_backend_class_serves_onnx_through_model_py():
+    """A Triton image without the onnxruntime backend (the local CPU image): the config names the
+    Python backend and the pull step writes the model.py that runs ONNX Runtime."""
+    m = model(spec(optimization={"recipe": "none"}))
+    python_cpu = CPU.model_copy(update={"onnx_backend": "python"})
+    for hardware, backend, flag in ((CPU, "onnxruntime", False), (python_cpu, "python", True)):
+        observed = Observed(hardware_class=hardware, jobs=[job(current_job_name(m, hardware), "Complete")], deployment=deployment(2))
+        plan = desired_state(m, observed, SETTINGS, NOW)
+        config = parse_model_config(plan.apply[0]["data"]["config.pbtxt"])
+        assert (config.backend, "ORT_INTRA_OP_THREADS" in config.parameters) == (backend, flag)
+        pull = plan.apply[1]["spec"]["template"]["spec"]["initContainers"][0]["args"]
+        assert ("--python-backend" in pull) == flag
+
+
 def test_failed_job_fails_the_model_with_its_reason():
     m = model()
     observed = Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")])

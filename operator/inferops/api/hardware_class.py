@@ -11,6 +11,7 @@ from .recipes import GPU_ONLY_RECIPES, RECIPES, Recipe
 from .tensors import ApiModel
 
 InstanceKind = Literal["KIND_GPU", "KIND_CPU"]
+OnnxBackend = Literal["onnxruntime", "python"]
 
 
 class HardwareClassSpec(ApiModel):
@@ -26,6 +27,15 @@ class HardwareClassSpec(ApiModel):
         description="Recipes that make sense here; by default every recipe for a GPU class and every CPU recipe for a CPU class.",
     )
     triton_image: Image | None = Field(alias="tritonImage", default=None)
+    onnx_backend: OnnxBackend = Field(
+        alias="onnxBackend",
+        default="onnxruntime",
+        description=(
+            "How this class's Triton image serves ONNX models: its native onnxruntime backend (NVIDIA's images), "
+            "or the Python backend with ONNX Runtime inside (an image without native backends, such as the CPU image "
+            "`inferops up` builds from the nvidia-pytriton wheel)."
+        ),
+    )
     optimizer_image: Image | None = Field(alias="optimizerImage", default=None)
 
     def allows(self, recipe: str) -> bool:

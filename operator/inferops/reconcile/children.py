@@ -15,6 +15,7 @@ from ..api.report import OptimizationReport
 from ..api.tensors import BatchingConfig, Signature
 from ..templating import render
 from ..triton.config import build_model_config
+from ..triton.python_backend import python_backend_config
 from .naming import SPEC_HASH, canonical_hash, job_name, labels, selector_labels, serving_name
 from .settings import OperatorSettings
 
@@ -175,6 +176,11 @@ def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revi
         response_cache=spec.serving.response_cache,
         gpu_accelerators=revision.report.accelerators if revision.report else [],
     )
+    pull_args = ["pull", "--uri", revision.artifact_uri, "--dest", REPOSITORY]
+    if backend == "onnxruntime" and hardware.onnx_backend == "python":
+        # The pull step writes the model.py that runs ONNX Runtime; the config names that backend.
+        config_pbtxt = python_backend_config(config_pbtxt)
+        pull_args.append("--python-backend")
     common = {"namespace": model.namespace, "labels": labels(model.name, "serving"), "owner_references": model.owner_references()}
     configmap = _load("configmap.yaml.j2", name=f"{name}-config", config_pbtxt=config_pbtxt, **common)
     triton_args = [
@@ -202,7 +208,7 @@ def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revi
         node_selector=hardware.node_selector,
         tolerations=_tolerations(hardware),
         optimizer_image=spec.optimization.image or hardware.optimizer_image or settings.optimizer_image,
-        pull_args=["pull", "--uri", revision.artifact_uri, "--dest", REPOSITORY],
+        pull_args=pull_args,
         env_from=_env_from(model, settings),
         triton_image=spec.serving.triton_image or hardware.triton_image or settings.triton_image,
         triton_args=triton_args,

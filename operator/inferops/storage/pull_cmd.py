@@ -16,6 +16,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--uri", required=True, help="model repository URI (s3://, https://, file://, pvc://claim/path)")
     parser.add_argument("--dest", required=True, help="local folder to fill (replaced as a whole)")
     parser.add_argument("--allow-unmarked", action="store_true", help="accept a repository without report.json (not written by inferops optimize)")
+    parser.add_argument(
+        "--python-backend", action="store_true",
+        help="serve its ONNX models through Triton's Python backend (writes model.py beside model.onnx): for a Triton image without the onnxruntime backend",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,4 +41,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {redact(str(exc))}", file=sys.stderr)
         return 2
     logging.getLogger("inferops.pull").info("pulled %d files into %s", len(files), args.dest)
+    if args.python_backend:
+        from inferops.triton.python_backend import to_python_backend
+
+        for model_dir in sorted(p for p in Path(args.dest).iterdir() if p.is_dir() and any(p.glob("*/model.onnx"))):
+            to_python_backend(model_dir)
+            logging.getLogger("inferops.pull").info("%s: ONNX Runtime inside the Python backend", model_dir.name)
     return 0
