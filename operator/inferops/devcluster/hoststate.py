@@ -39,6 +39,8 @@ PATHS = (
     "/etc/cni",
     "/opt/cni",
     "/usr/libexec/kubernetes",
+    "/run/inferops",  # ours (node.py): short socket and kubelet paths
+    "/var/lib/inferops",
 )
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CHAIN_PREFIXES = ("KUBE-", "CNI-")

@@ -68,6 +68,12 @@ class RealNode:
         # Short and unique per workdir: containerd's socket lives here.
         self.run_dir = Path("/run/inferops") / hashlib.sha256(str(self.dir).encode()).hexdigest()[:10]
         self.sock = self.run_dir / "containerd.sock"
+        # The kubelet puts unix sockets in its root dir (pod-resources/NNNNNNNN, plugins): with
+        # a deep workdir (pytest's tmp_path) they pass the 108-byte limit, so then it lives on
+        # disk at a short path of its own.
+        self.kubelet_root = self.dir / "kubelet"
+        if len(str(self.kubelet_root)) > 60:
+            self.kubelet_root = Path("/var/lib/inferops") / self.run_dir.name / "kubelet"
         self.before: hoststate.HostState | None = None
         self._bins: dict[str, Path] = {}
         self.images: dict[str, str] = {}  # binary name -> image reference, imported into containerd
@@ -76,10 +82,13 @@ class RealNode:
 
     def start(self, pki: LocalPKI, deadline: float) -> None:
         check_host()
+        if Path(f"/sys/class/net/{BRIDGE}").exists():
+            raise NodeError(f"another real node runs on this host ({BRIDGE} exists); one per host for now")
         self._bins = binaries.ensure_binaries(binaries.NODE_BINARIES)
         self.before = hoststate.snapshot()
-        for sub in ("containerd", "kubelet", "pod-logs", "cni/net.d", "cni/ipam", "volume-plugins", "pki"):
+        for sub in ("containerd", "pod-logs", "cni/net.d", "cni/ipam", "volume-plugins", "pki"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
+        self.kubelet_root.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._network()
         self._containerd(deadline)
@@ -92,7 +101,9 @@ class RealNode:
 
     def _network(self) -> None:
         def ip(*args: str) -> None:
-            subprocess.run(["ip", *args], check=True, capture_output=True, timeout=30)
+            out = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
+            if out.returncode != 0:
+                raise NodeError(f"ip {' '.join(args)} failed: {out.stderr.strip()}")
 
         # Made here (not by the CNI plugin on the first pod) so the node IP exists before the
         # kubelet binds to it and the Service route never falls back to the default gateway.
@@ -101,7 +112,9 @@ class RealNode:
         ip("link", "set", BRIDGE, "up")
         ip("route", "add", SERVICE_CIDR, "dev", BRIDGE, "src", NODE_IP)
         # mangle FORWARD runs before kube-proxy's filter rules can accept anything.
-        subprocess.run(["iptables", "-w", "-t", "mangle", "-I", *DROP_RULE], check=True, capture_output=True, timeout=30)
+        out = subprocess.run(["iptables", "-w", "-t", "mangle", "-I", *DROP_RULE], capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            raise NodeError(f"could not add the pod egress drop rule: {out.stderr.strip()}")
         conflist = {
             "cniVersion": "1.0.0",
             "name": "inferops",
@@ -223,7 +236,7 @@ state = "{self.run_dir / 'state'}"
             "kubelet",
             f"--config={self.dir / 'kubelet.yaml'}",
             f"--kubeconfig={kubeconfig}",
-            f"--root-dir={self.dir / 'kubelet'}",
+            f"--root-dir={self.kubelet_root}",
             f"--cert-dir={self.dir / 'pki'}",
             f"--hostname-override={self.name}",
             f"--node-ip={NODE_IP}",
@@ -309,11 +322,13 @@ state = "{self.run_dir / 'state'}"
             errors += self._remove_containers()
         self.cluster.stop_proc(procs.get(f"{self.name}-containerd"))
         self._kill_shims()
-        subprocess.run(["iptables", "-w", "-t", "mangle", "-D", *DROP_RULE], capture_output=True, timeout=30)
-        errors += hoststate.undo(self.before, extra_mounts=[self.dir, self.run_dir])
-        shutil.rmtree(self.run_dir, ignore_errors=True)
-        if self.run_dir.parent.exists() and not any(self.run_dir.parent.iterdir()):
-            self.run_dir.parent.rmdir()
+        # The drop rule goes with the other new rules, in undo(), and only if it is new.
+        errors += hoststate.undo(self.before, extra_mounts=[self.dir, self.run_dir, self.kubelet_root])
+        for own in (self.run_dir, self.kubelet_root.parent if self.kubelet_root.parent.parent.name == "inferops" else None):
+            if own is not None:
+                shutil.rmtree(own, ignore_errors=True)
+                if own.parent.exists() and not any(own.parent.iterdir()):
+                    own.parent.rmdir()
         self.before = None
         return errors
 
