@@ -19,6 +19,7 @@ FIXTURE_BINARIES: dict[str, tuple[str, ...]] = {
     "s3_server": ("versitygw",),
     "helm": ("helm",),
     "operator": ("helm",),  # renders the chart's RBAC
+    "real_cluster": binaries.CONTROL_PLANE_BINARIES + binaries.NODE_BINARIES,
 }
 
 

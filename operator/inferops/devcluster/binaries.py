@@ -27,6 +27,7 @@ class GoModule:
     directory: str
     binaries: dict[str, str]  # output name -> Go package path
     ldflags: str = "-s -w"
+    tags: str = ""  # go build -tags (comma separated)
 
 
 def _kube_version_ldflags(version: str) -> str:
@@ -51,6 +52,8 @@ MODULES = (
             "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager",
             "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
             "kubectl": "k8s.io/kubernetes/cmd/kubectl",
+            "kubelet": "k8s.io/kubernetes/cmd/kubelet",
+            "kube-proxy": "k8s.io/kubernetes/cmd/kube-proxy",
         },
         _kube_version_ldflags(KUBERNETES_VERSION),
     ),
@@ -63,8 +66,30 @@ MODULES = (
         + "".join(f" -X helm.sh/helm/v3/pkg/{pkg}.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/{pkg}.k8sVersionMinor=36" for pkg in ("chartutil", "lint/rules")),
     ),
     GoModule("versitygw", {"versitygw": "github.com/versity/versitygw/cmd/versitygw"}),
+    GoModule(
+        "containerd",
+        {
+            "containerd": "github.com/containerd/containerd/v2/cmd/containerd",
+            "containerd-shim-runc-v2": "github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2",
+            "ctr": "github.com/containerd/containerd/v2/cmd/ctr",
+        },
+        "-s -w -X github.com/containerd/containerd/v2/version.Version=v2.2.9",
+        # Static, and without the snapshotters that need cgo or kernel features we do not use.
+        tags="no_btrfs,no_devmapper,no_zfs",
+    ),
+    # Our own tiny static programs (source in gomod/pause): the sandbox image's pause and
+    # what test containers run.
+    GoModule(
+        "pause",
+        {
+            "inferops-pause": "inferops.dev/devcluster/pause/cmd/inferops-pause",
+            "inferops-ok": "inferops.dev/devcluster/pause/cmd/inferops-ok",
+        },
+    ),
 )
 CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+# A real node beside kwok's fake ones; runc and the CNI plugins come from Debian packages.
+NODE_BINARIES = ("kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "inferops-pause", "inferops-ok")
 
 ALL_BINARIES = tuple(name for m in MODULES for name in m.binaries)
 
@@ -82,9 +107,16 @@ def _go_version() -> str:
 
 def cache_key(module: GoModule) -> str:
     h = hashlib.sha256()
+    root = GOMOD_DIR / module.directory
     for name in ("go.mod", "go.sum"):
-        h.update((GOMOD_DIR / module.directory / name).read_bytes())
+        if (root / name).exists():  # a module without dependencies has no go.sum
+            h.update((root / name).read_bytes())
+    # Our own modules also carry Go source; upstream pins have none, and their keys stay as they were.
+    for path in sorted(root.rglob("*.go")):
+        h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
     h.update(module.ldflags.encode())
+    if module.tags:
+        h.update(module.tags.encode())
     h.update(_go_version().encode())
     return h.hexdigest()[:16]
 
@@ -116,7 +148,8 @@ def _build_module(module: GoModule, target: Path) -> None:
     env = dict(os.environ, GOTOOLCHAIN="local", CGO_ENABLED="0", GOFLAGS="-mod=readonly")
     staging = target / f".staging-{module.directory}"
     staging.mkdir(parents=True, exist_ok=True)
-    cmd = [_go(), "build", "-v", "-trimpath", "-ldflags", module.ldflags, "-o", str(staging) + "/", *module.binaries.values()]
+    tags = ["-tags", module.tags] if module.tags else []
+    cmd = [_go(), "build", "-v", "-trimpath", *tags, "-ldflags", module.ldflags, "-o", str(staging) + "/", *module.binaries.values()]
     _log(f"building {', '.join(module.binaries)} (go build in {module.directory}/; this can take many minutes cold)")
     started = time.monotonic()
     proc = subprocess.Popen(cmd, cwd=GOMOD_DIR / module.directory, env=env, stderr=subprocess.PIPE, text=True)

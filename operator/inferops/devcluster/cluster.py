@@ -1,5 +1,6 @@
 """A real Kubernetes control plane on loopback: etcd, kube-apiserver (RBAC on),
-kube-controller-manager, kube-scheduler and kwok for fake CPU and GPU nodes.
+kube-controller-manager, kube-scheduler and kwok for fake CPU and GPU nodes, and optionally
+a real CPU node (node.py).
 
 Every process is started in its own process group with a parent-death signal, so nothing
 outlives the Python process that owns the cluster, even when a test run is killed.
@@ -127,8 +128,13 @@ class Cluster:
 class LocalCluster(Cluster):
     """The control plane, with its state (certificates, etcd data, logs) under `workdir`."""
 
-    def __init__(self, workdir: Path | str):
+    def __init__(self, workdir: Path | str, real_nodes: int = 0):
+        if real_nodes not in (0, 1):
+            # Two kubelets on one host would share /kubepods, iptables and device-plugin paths.
+            raise ClusterError(f"real_nodes={real_nodes}: one real node per host is supported for now")
         self.workdir = Path(workdir)
+        self.real_nodes = real_nodes
+        self.nodes: list = []  # RealNode, started after the control plane
         super().__init__(self.workdir / "kubeconfig")
         self.server = ""
         self._procs: list[_Proc] = []
@@ -140,7 +146,12 @@ class LocalCluster(Cluster):
     def start(self, timeout: float = 90) -> "LocalCluster":
         """Build what is missing (no time limit: a cold build takes many minutes), then give
         the processes `timeout` seconds to become ready."""
-        self._bins = binaries.ensure_binaries(binaries.CONTROL_PLANE_BINARIES)
+        if self.real_nodes:
+            from .node import check_host
+
+            check_host()  # one clear line before anything starts
+        wanted = binaries.CONTROL_PLANE_BINARIES + (binaries.NODE_BINARIES if self.real_nodes else ())
+        self._bins = binaries.ensure_binaries(wanted)
         self.kubectl_path = self._bins["kubectl"]
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "logs").mkdir(exist_ok=True)
@@ -158,7 +169,8 @@ class LocalCluster(Cluster):
         sa = pki.service_account_keys()
         api_port, etcd_port, peer_port = free_port(), free_port(), free_port()
         self.server = f"https://127.0.0.1:{api_port}"
-        self._write_kubeconfig(pki.ca.cert, admin.cert, admin.key)
+        self._ca = pki.ca.cert
+        self.write_kubeconfig(self.kubeconfig, admin.cert, admin.key)
 
         self.audit_log = self.workdir / "logs" / "audit.jsonl"
         audit_policy = self.workdir / "audit-policy.yaml"
@@ -190,7 +202,8 @@ class LocalCluster(Cluster):
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--api-audiences=https://kubernetes.default.svc.cluster.local",
             "--service-cluster-ip-range=10.0.0.0/16",  # room for a Service per model at 1,000+ models
-            "--authorization-mode=RBAC",
+            # With a real node, the Node authorizer gives kubelets exactly their own node's objects.
+            "--authorization-mode=" + ("Node,RBAC" if self.real_nodes else "RBAC"),
             "--allow-privileged=true",
             "--profiling=false",
             "--endpoint-reconciler-type=none",
@@ -200,6 +213,7 @@ class LocalCluster(Cluster):
             "--audit-log-mode=blocking",
             "--audit-log-maxsize=10240",  # MB; the default rotates at 100 MB and audit_requests() reads one file
             "--v=1",
+            *self._real_node_apiserver_flags(pki),
         )
         self._wait_http(f"{self.server}/readyz", deadline, pki, admin)
         common = [
@@ -235,8 +249,31 @@ class LocalCluster(Cluster):
         self.kubectl("apply", "-f", str(PROFILES / "nodes.yaml"))
         self._wait(lambda: self._all_nodes_ready(), deadline, "fake nodes to become Ready")
         self._wait(lambda: self.has_default_service_account("default"), deadline, "the default ServiceAccount")
+        if self.real_nodes:
+            from .node import RealNode
 
+            node = RealNode(self)
+            self.nodes.append(node)
+            node.start(pki, deadline)
+
+    def _real_node_apiserver_flags(self, pki: LocalPKI) -> list[str]:
+        """Only with real nodes, so the kwok-only control plane stays exactly as it was."""
+        if not self.real_nodes:
+            return []
+        client = pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", organization="system:masters", client=True)
+        return [
+            "--enable-admission-plugins=NodeRestriction",
+            f"--kubelet-client-certificate={client.cert}",
+            f"--kubelet-client-key={client.key}",
+            # The kubelet serves a cert of the cluster CA naming its InternalIP: verified, not skipped.
+            f"--kubelet-certificate-authority={pki.ca.cert}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+        ]
     def stop(self) -> None:
+        node_errors = []
+        for node in self.nodes:  # first: draining needs the API server
+            node_errors += node.stop()
+        self.nodes.clear()
         for proc in reversed(self._procs):
             if proc.popen.poll() is None:
                 try:
@@ -250,6 +287,8 @@ class LocalCluster(Cluster):
                 os.killpg(proc.popen.pid, signal.SIGKILL)
                 proc.popen.wait(timeout=5)
         self._procs.clear()
+        if node_errors:
+            raise ClusterError("real node teardown left host state behind: " + "; ".join(node_errors))
 
     def __enter__(self) -> "LocalCluster":
         return self.start()
@@ -318,11 +357,31 @@ class LocalCluster(Cluster):
         finally:
             self.kubectl("delete", "namespace", probe, "--wait=false", check=False)
 
+    def node_procs(self, node: str) -> list[_Proc]:
+        return [p for p in self._procs if p.name.startswith(f"{node}-")]
+
+    def stop_proc(self, proc: _Proc | None, timeout: float = 15) -> None:
+        if proc is None or proc not in self._procs:
+            return
+        try:
+            os.killpg(proc.popen.pid, signal.SIGTERM)
+            proc.popen.wait(timeout=timeout)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+            proc.popen.wait(timeout=5)
+        self._procs.remove(proc)
+
     def _spawn(self, name: str, *args: str) -> None:
+        self.spawn(name, self._bins[name], *args)
+
+    def spawn(self, name: str, binary: Path, *args: str, env: dict[str, str] | None = None) -> None:
         log = self.workdir / "logs" / f"{name}.log"
         with open(log, "ab") as out:
             popen = subprocess.Popen(
-                [str(self._bins[name]), *args],
+                [str(binary), *args],
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -368,7 +427,8 @@ class LocalCluster(Cluster):
             any(c["type"] == "Ready" and c["status"] == "True" for c in n.get("status", {}).get("conditions", [])) for n in nodes
         )
 
-    def _write_kubeconfig(self, ca: Path, cert: Path, key: Path) -> None:
+    def write_kubeconfig(self, path: Path, cert: Path, key: Path) -> None:
+        ca = self._ca
         config = {
             "apiVersion": "v1",
             "kind": "Config",
@@ -377,5 +437,5 @@ class LocalCluster(Cluster):
             "contexts": [{"name": "inferops-dev", "context": {"cluster": "inferops-dev", "user": "inferops-admin"}}],
             "current-context": "inferops-dev",
         }
-        self.kubeconfig.write_text(json.dumps(config, indent=2))
-        self.kubeconfig.chmod(0o600)
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)

@@ -35,6 +35,13 @@ def _name(common_name: str, organization: str | None = None) -> x509.Name:
     return x509.Name(attrs)
 
 
+def _san(name: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
 class LocalPKI:
     """Everything is written once under `directory`; reused as long as the CA is there."""
 
@@ -65,7 +72,18 @@ class LocalPKI:
         _write_key(key, self.ca.key)
         self.ca.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, name: str, common_name: str, *, organization: str | None = None, server: bool = False, client: bool = False) -> CertPair:
+    def issue(
+        self,
+        name: str,
+        common_name: str,
+        *,
+        organization: str | None = None,
+        server: bool = False,
+        client: bool = False,
+        sans: list[str] | None = None,
+    ) -> CertPair:
+        """A key and a certificate signed by the CA. A serving cert names the API server's
+        addresses unless `sans` (IPs or DNS names) says otherwise, e.g. for a kubelet."""
         pair = CertPair(self.directory / f"{name}.crt", self.directory / f"{name}.key")
         if pair.cert.exists() and pair.key.exists():
             return pair
@@ -84,19 +102,8 @@ class LocalPKI:
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
         if server:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.DNSName("localhost"),
-                        x509.DNSName("kubernetes"),
-                        x509.DNSName("kubernetes.default"),
-                        x509.DNSName("kubernetes.default.svc"),
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-                    ]
-                ),
-                critical=False,
-            )
+            names = sans or ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "127.0.0.1", "10.0.0.1"]
+            builder = builder.add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
         cert = builder.sign(self._ca_key, hashes.SHA256())
         _write_key(key, pair.key)
         pair.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

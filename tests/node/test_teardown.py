@@ -1,0 +1,32 @@
+"""Stopping a cluster with a real node leaves the host exactly as it was. Its own module, so
+the module-scoped node of test_real_node is gone before this one starts (one per host)."""
+
+from __future__ import annotations
+
+import pytest
+
+from inferops.devcluster import hoststate
+from inferops.devcluster.node import NODE_IP
+
+from .conftest import start_real_cluster
+from .test_real_node import apply, pod, wait_ready
+
+pytestmark = [pytest.mark.node, pytest.mark.slow]
+
+
+def test_teardown_leaves_the_host_as_it_was(tmp_path):
+    before = hoststate.snapshot()
+    cluster = start_real_cluster(tmp_path / "cluster")
+    try:
+        node = cluster.nodes[0]
+        cluster.create_namespace("teardown")
+        # State that teardown must undo: a running sandbox (netns, veth, mounts, cgroups) and a
+        # Service (kube-proxy chains).
+        apply(cluster, "teardown", pod("web", node.images["inferops-ok"], ["serve", "8080"], {"app": "web"}))
+        apply(cluster, "teardown", {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
+        wait_ready(cluster, "teardown", "web")
+        during = hoststate.compare(before, hoststate.snapshot())
+        assert any(NODE_IP in d or "inferops0" in d for d in during), during  # the snapshot sees the node
+    finally:
+        cluster.stop()
+    assert hoststate.compare(before, hoststate.snapshot()) == []
