@@ -19,7 +19,7 @@ def test_the_wheel_carries_the_templates_and_the_pinned_modules(tmp_path):
     (wheel,) = tmp_path.glob("inferops-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     needed = [p.relative_to(PACKAGE.parent).as_posix() for p in PACKAGE.glob("templates/*.j2")]
-    needed += [p.relative_to(PACKAGE.parent).as_posix() for p in PACKAGE.glob("devcluster/gomod/*/go.*")]
+    needed += [p.relative_to(PACKAGE.parent).as_posix() for p in PACKAGE.glob("devcluster/gomod/**/*.go*")]
     assert len(needed) > 8
     missing = [n for n in needed if n not in names]
     assert not missing, f"not in the wheel: {missing}"
