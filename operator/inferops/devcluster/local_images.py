@@ -1,0 +1,95 @@
+"""The images a local cluster runs, one build definition each: the operator, the optimizer (also
+the serving pods' pull step) and a CPU Triton server, all from this checkout.
+
+Each image is the Debian base, a layer of the third-party wheels it needs, and a layer with the
+project's own wheel on top (so an edit of the project rebuilds only that small layer). Elsewhere
+the same images build from operator/Dockerfile and operator/Dockerfile.optimizer with Docker;
+the CPU Triton image exists only here (NVIDIA's images serve GPUs and the onnxruntime backend).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import images, rootfs
+from .binaries import _log
+
+REPO = Path(__file__).resolve().parents[3]
+USER = "65532:65532"  # the chart's and the templates' runAsUser
+BASE_ENV = ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1", "HOME=/tmp"]
+
+# The wheel's tritonserver needs its bundled libraries and a backend directory holding the Python
+# backend stub built for this image's Python; the image's root filesystem belongs to root, so the
+# directory is laid out in /tmp at start. Same command line as NVIDIA's images otherwise.
+TRITONSERVER = b"""#!/bin/sh
+set -eu
+site=/usr/local/lib/python3.11/dist-packages
+triton="$site/pytriton/tritonserver"
+backends="${TMPDIR:-/tmp}/tritonserver-backends"
+mkdir -p "$backends/python"
+for f in "$triton"/backends/python/*; do ln -sf "$f" "$backends/python/"; done
+ln -sf "$triton/python_backend_stubs/3.11/triton_python_backend_stub" "$backends/python/triton_python_backend_stub"
+export LD_LIBRARY_PATH="$site/nvidia_pytriton.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+exec "$triton/bin/tritonserver" --backend-directory="$backends" --cache-directory="$triton/caches" "$@"
+"""
+
+
+@dataclass(frozen=True)
+class ImageDefinition:
+    name: str  # domain-qualified: CRI would read a bare "inferops/x" as docker.io/inferops/x
+    extras: tuple[str, ...]  # of the project: what pip installs is `inferops[extras]`
+    entrypoint: list[str]
+    cmd: list[str] = field(default_factory=list)
+    files: dict[str, tuple[bytes, int]] = field(default_factory=dict)
+    more_requirements: tuple[str, ...] = ()
+
+
+DEFINITIONS = {
+    "operator": ImageDefinition("inferops.dev/operator", (), ["inferops"], ["operator", "--liveness=http://0.0.0.0:8080/healthz"]),
+    "optimizer": ImageDefinition("inferops.dev/optimizer", ("optimize",), ["inferops"], ["optimize", "--help"]),
+    "triton-cpu": ImageDefinition(
+        "inferops.dev/triton-cpu", ("serve",), ["tritonserver"], [],
+        files={"usr/local/bin/tritonserver": (TRITONSERVER, 0o755)},
+        more_requirements=("onnxruntime>=1.18",),  # model.py of the Python backend runs it
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    reference: str
+    archive: Path
+    size_bytes: int
+    seconds: float
+
+
+def build_image(key: str) -> BuiltImage:
+    """Build (or find cached) one image's OCI archive."""
+    definition = DEFINITIONS[key]
+    started = time.monotonic()
+    base = rootfs.debian_base()
+    extras = f"[{','.join(definition.extras)}]" if definition.extras else ""
+    rootfs.layers_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=rootfs.layers_dir(), prefix=f".wheels-{key}-") as tmp:
+        wheels = rootfs.collect_wheels([f"{REPO}{extras}", *definition.more_requirements], Path(tmp))
+        own = [w for w in wheels if w.name.startswith("inferops-")]
+        deps = rootfs.wheel_layer([w for w in wheels if w not in own], f"{key}-deps")
+        app = rootfs.wheel_layer(own, f"{key}-inferops")
+    layers = [base, deps, app]
+    if definition.files:
+        layers.append(rootfs.files_layer(definition.files, f"{key}-files"))
+    config = {"Entrypoint": definition.entrypoint, "Cmd": definition.cmd, "Env": BASE_ENV, "User": USER, "WorkingDir": "/tmp"}
+    tag = images.image_tag(definition.name, layers, config)
+    archive = images.oci_archive(definition.name, tag, layers, config)
+    built = BuiltImage(f"{definition.name}:{tag}", archive, archive.stat().st_size, time.monotonic() - started)
+    _log(f"image {built.reference}: {built.size_bytes / 2**20:.0f} MiB ({built.seconds:.0f}s)")
+    return built
+
+
+def build_images(keys: tuple[str, ...] = tuple(DEFINITIONS)) -> dict[str, BuiltImage]:
+    return {key: build_image(key) for key in keys}
+
