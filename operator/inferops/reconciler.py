@@ -22,7 +22,8 @@ from .metrics import METRICS
 from .reconcile.children import ModelRef
 from .reconcile.conditions import condition, merge_conditions
 from .reconcile.naming import serving_name
-from .reconcile.plan import Observed, Plan, SmokeResult, desired_state
+from .api.outcomes import OPTIMIZER_CONTAINER
+from .reconcile.plan import JobTermination, Observed, Plan, SmokeResult, desired_state
 from .reconcile.settings import FIELD_MANAGER, OperatorSettings
 
 log = logging.getLogger("inferops.reconcile")
@@ -128,6 +129,10 @@ class Reconciler:
         if plan.needs_report:
             observed.report, observed.report_error = await self._report(plan.artifact_uri)
             plan = desired_state(model, observed, self.settings, now_iso())
+        if plan.needs_termination and plan.job_name:
+            observed.termination = termination_of(await self.kube.list_job_pods(model.namespace, plan.job_name))
+            observed.termination_read = True
+            plan = desired_state(model, observed, self.settings, now_iso())
         if plan.smoke_target:
             observed.smoke = await self._smoke_result(model, observed, plan)
             plan = desired_state(model, observed, self.settings, now_iso())
@@ -227,6 +232,21 @@ class Reconciler:
             ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
             message = f"{old_phase or 'New'} -> {new_phase}" + (f": {ready['message']}" if ready and ready.get("message") else "")
             self.post_event(body, "Warning" if new_phase == "Failed" else "Normal", new_phase, message[:1024])
+
+
+def termination_of(pods: list[dict[str, Any]]) -> JobTermination | None:
+    """How the optimizer ended in the last of the Job's pods that terminated (a final exit code
+    fails the Job at once, so that pod is the one that says why)."""
+    ended = []
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated")
+            if status.get("name") == OPTIMIZER_CONTAINER and terminated and terminated.get("exitCode"):
+                ended.append((terminated.get("finishedAt") or "", int(terminated["exitCode"]), terminated.get("message") or ""))
+    if not ended:
+        return None
+    _, code, message = max(ended)
+    return JobTermination(code, message)
 
 
 def _going_away(exc: ApiException) -> bool:

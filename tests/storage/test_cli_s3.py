@@ -77,5 +77,6 @@ def test_unreachable_endpoint_is_a_clear_error(s3_server, tmp_path):
     out = tmp_path / "out"
     run = _inferops("optimize", "--model", "s3://models/tiny.onnx", "--recipe", "none", "--output", f"file://{out}",
                     env=s3_server.env(AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}"))
-    assert run.returncode == 2 and "unreachable" in run.stderr
+    assert run.returncode == 1 and "unreachable" in run.stderr, "worth a retry: not a final exit code"
     assert not out.exists()
+

@@ -10,6 +10,7 @@ import yaml
 from ..api.common import API_VERSION
 from ..api.hardware_class import HardwareClassSpec
 from ..api.inference_model import InferenceModelSpec
+from ..api.outcomes import FINAL_EXIT_CODES, TERMINATION_LOG, TERMINATION_LOG_ENV
 from ..api.recipes import GPU_ONLY_RECIPES
 from ..api.report import OptimizationReport
 from ..api.tensors import BatchingConfig, Signature
@@ -118,9 +119,14 @@ def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, se
         tolerations=_tolerations(hardware),
         image=opt.image or hardware.optimizer_image or settings.optimizer_image,
         args=args,
-        env=[{"name": "INFEROPS_LOG_FORMAT", "value": "text"}],
+        env=[
+            {"name": "INFEROPS_LOG_FORMAT", "value": "text"},
+            {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG},
+        ],
         env_from=_env_from(model, settings),
         resources=_job_resources(spec, hardware),
+        final_exit_codes=list(FINAL_EXIT_CODES),
+        termination_log=TERMINATION_LOG,
     )
 
 

@@ -1,0 +1,64 @@
+"""The tracker's "Safe to share" defects, against the real API server, Job controller and kwok:
+failures that say why, name clashes refused, status replaced whole."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_operator import condition, get, poll, wait_phase
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+CLASS = """
+apiVersion: inferops.dev/v1alpha1
+kind: HardwareClass
+metadata: {name: share-cpu}
+spec:
+  instanceKind: KIND_CPU
+  nodeSelector: {inferops.dev/pool: cpu}
+  resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 128Mi}}
+"""
+
+
+def manifest(name: str, uri: str = "", recipe: str = "none", batching: str = "disabled") -> str:
+    return f"""
+apiVersion: inferops.dev/v1alpha1
+kind: InferenceModel
+metadata: {{name: {name}}}
+spec:
+  model:
+    uri: {uri or f"s3://models/{name}/model.onnx"}
+    inputs: [{{name: input, datatype: FP32, dims: [64]}}]
+    outputs: [{{name: probabilities, datatype: FP32, dims: [10]}}]
+  optimization: {{recipe: "{recipe}"}}
+  hardware: {{class: share-cpu}}
+  serving: {{replicas: 1, dynamicBatching: {{mode: {batching}}}}}
+"""
+
+
+@pytest.fixture(scope="module", autouse=True)
+def hardware_class(cluster, operator):
+    cluster.kubectl("apply", "-f", "-", input=CLASS)
+    yield
+    cluster.kubectl("delete", "hardwareclass", "share-cpu", "--ignore-not-found")
+
+
+# -- (a) failures that say why ------------------------------------------------------------
+
+
+def test_accuracy_gate_failure_fails_the_job_at_once_and_the_model_says_why(cluster, namespace):
+    """kwok ends this model's optimizer pod as the optimizer does when the gate fails: exit 3 and
+    the measured drop in its termination message (devcluster/profiles/kwok-stages.yaml)."""
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("gated", uri="s3://kwok/accuracy-gate-fails.onnx"))
+    model = wait_phase(cluster, namespace, "gated", "Failed")
+    optimized = poll("the optimizer's reason", lambda: (c := condition(get(cluster, namespace, "inferencemodel", "gated"), "Optimized"))["reason"] == "AccuracyBudgetExceeded" and c)
+    assert optimized["status"] == "False"
+    assert "dropped by 0.0500" in optimized["message"], optimized
+    assert condition(get(cluster, namespace, "inferencemodel", "gated"), "Ready")["reason"] == "AccuracyBudgetExceeded"
+
+    job = get(cluster, namespace, "job", model["status"]["jobName"])
+    failed = next(c for c in job["status"]["conditions"] if c["type"] == "Failed")
+    assert failed["reason"] == "PodFailurePolicy", failed
+    pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job['metadata']['name']}", "-o", "json").stdout)["items"]
+    assert len(pods) == 1, "exit code 3 is final: no retry within backoffLimit"

@@ -1,0 +1,72 @@
+"""The tracker's "Safe to share" defects, in the pure core: failures that say why, credentials
+kept apart, name clashes refused, status replaced whole."""
+
+from __future__ import annotations
+
+from inferops.reconcile.children import desired_job
+from inferops.reconcile.plan import JobTermination, Observed, desired_state
+from inferops.reconciler import termination_of
+
+from .test_reconcile import GPU, NOW, SETTINGS, cond, current_job_name, job, model
+
+
+# -- (a) failures that say why ------------------------------------------------------------
+
+
+def test_job_fails_at_once_on_final_exit_codes_and_keeps_a_termination_message():
+    rendered = desired_job(model(), GPU, "abc", SETTINGS)
+    pod = rendered["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never", "podFailurePolicy requires it"
+    rules = rendered["spec"]["podFailurePolicy"]["rules"]
+    assert rules[0] == {"action": "FailJob", "onExitCodes": {"containerName": "optimize", "operator": "In", "values": [2, 3]}}
+    assert {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]} in rules
+    (container,) = pod["containers"]
+    assert container["name"] == "optimize"
+    assert container["terminationMessagePath"] == "/dev/termination-log"
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert {"name": "INFEROPS_TERMINATION_LOG", "value": "/dev/termination-log"} in container["env"]
+
+
+def _failed(termination: JobTermination | None, read: bool = True):
+    m = model()
+    failed = job(current_job_name(m), "Failed", "PodFailurePolicy", "Container optimize for pod ml/x failed with exit code 3 matching FailJob rule at index 0")
+    return desired_state(m, Observed(GPU, jobs=[failed], termination=termination, termination_read=read), SETTINGS, NOW)
+
+
+def test_a_failed_job_asks_for_its_pods_once():
+    assert _failed(None, read=False).needs_termination
+    assert not _failed(None, read=True).needs_termination
+
+
+def test_accuracy_gate_failure_says_so_with_the_measured_drop():
+    said = "accuracy gate: accuracy dropped by 0.0412 (0.9800 -> 0.9388), more than the budget 0.0100; nothing was deployed"
+    plan = _failed(JobTermination(3, said))
+    optimized, ready = cond(plan, "Optimized"), cond(plan, "Ready")
+    assert (optimized["status"], optimized["reason"]) == ("False", "AccuracyBudgetExceeded")
+    assert "dropped by 0.0412" in optimized["message"] and "not retried" in optimized["message"]
+    assert (ready["status"], ready["reason"]) == ("False", "AccuracyBudgetExceeded")
+    assert plan.status["phase"] == "Failed"
+
+
+def test_bad_input_says_what_was_wrong():
+    plan = _failed(JobTermination(2, "--tune needs a model whose inputs ... have a free first (batch) dimension"))
+    assert cond(plan, "Optimized")["reason"] == "InvalidInput"
+    assert "batch" in cond(plan, "Optimized")["message"]
+
+
+def test_other_failures_keep_the_job_controllers_reason():
+    plan = _failed(JobTermination(1, "unreachable"))
+    assert cond(plan, "Optimized")["reason"] == "PodFailurePolicy"
+    assert "backoffLimit" in cond(plan, "Optimized")["message"]
+
+
+def test_termination_is_read_from_the_optimizer_container_of_the_last_pod():
+    def pod(code: int, message: str, finished: str, name: str = "optimize") -> dict:
+        return {"status": {"containerStatuses": [{"name": name, "state": {"terminated": {"exitCode": code, "message": message, "finishedAt": finished}}}]}}
+
+    assert termination_of([]) is None
+    assert termination_of([pod(0, "", "2026-01-01T00:00:01Z")]) is None
+    assert termination_of([pod(3, "sidecar", "2026-01-01T00:00:09Z", name="other")]) is None
+    got = termination_of([pod(1, "first try", "2026-01-01T00:00:01Z"), pod(3, "gate", "2026-01-01T00:00:05Z")])
+    assert got == JobTermination(3, "gate")
+
