@@ -7,7 +7,7 @@ from inferops.reconcile.children import desired_job
 from inferops.reconcile.plan import JobTermination, Observed, desired_state
 from inferops.reconciler import termination_of
 
-from .test_reconcile import GPU, NOW, SETTINGS, cond, current_job_name, job, model
+from .test_reconcile import GPU, NOW, SETTINGS, cond, current_job_name, job, model, spec
 
 
 # -- (a) failures that say why ------------------------------------------------------------
@@ -70,3 +70,26 @@ def test_termination_is_read_from_the_optimizer_container_of_the_last_pod():
     got = termination_of([pod(1, "first try", "2026-01-01T00:00:01Z"), pod(3, "gate", "2026-01-01T00:00:05Z")])
     assert got == JobTermination(3, "gate")
 
+
+# -- (b) the model's credentials and the platform's, kept apart --------------------------
+
+
+def test_model_secret_reaches_only_the_job_under_its_own_prefix():
+    from dataclasses import replace
+
+    from inferops.reconcile.children import Revision, desired_serving
+
+    settings = replace(SETTINGS, storage_secret="platform-s3")
+    m = model(spec(model={"credentialsSecret": "team-s3"}))
+    rendered = desired_job(m, GPU, "abc", settings)
+    (container,) = rendered["spec"]["template"]["spec"]["containers"]
+    # Each set under its own names: with both as plain AWS_*, the later one in envFrom wins.
+    assert container["envFrom"] == [
+        {"secretRef": {"name": "platform-s3"}},
+        {"prefix": "INFEROPS_SOURCE_", "secretRef": {"name": "team-s3"}},
+    ]
+    assert {"name": "INFEROPS_SOURCE_CREDENTIALS", "value": "isolated"} in container["env"]
+    serving, _ = desired_serving(m, GPU, Revision("s3://artifacts/ml/digits/abc", None), settings)
+    deployment = next(o for o in serving if o["kind"] == "Deployment")
+    (pull,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert pull["envFrom"] == [{"secretRef": {"name": "platform-s3"}}], "the pull reads only the artifact"

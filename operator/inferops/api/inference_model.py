@@ -28,7 +28,11 @@ class ModelSource(ApiModel):
     credentials_secret: Dns1123Subdomain | None = Field(
         alias="credentialsSecret",
         default=None,
-        description="Secret with the storage credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL...); mounted as environment, never copied.",
+        description=(
+            "Secret with the credentials that read model.uri and evalData (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL...); "
+            "given to the optimization Job only, as environment prefixed INFEROPS_SOURCE_, never copied. Kept apart from the platform's "
+            "artifact-store credentials: neither replaces the other. Without it those URIs are read anonymously."
+        ),
     )
 
 

@@ -146,7 +146,7 @@ def optimize(opts: Options) -> OptimizationReport:
         work = Path(tmp)
         try:
             log.info("fetching the model from %s", redact_uri(opts.model_uri))
-            loaded = load_model(fetch(opts.model_uri, work / "model"), work)
+            loaded = load_model(fetch(opts.model_uri, work / "model", source=True), work)
             report.steps += loaded.steps
             report.notes += loaded.notes
             import onnx
@@ -160,7 +160,7 @@ def optimize(opts: Options) -> OptimizationReport:
             data: EvalData | None = None
             if opts.eval_uri:
                 log.info("fetching eval data from %s", redact_uri(opts.eval_uri))
-                data = load_eval_data(fetch(opts.eval_uri, work / "eval"), [t.name for t in signature.inputs], loaded.tokenizer)
+                data = load_eval_data(fetch(opts.eval_uri, work / "eval", source=True), [t.name for t in signature.inputs], loaded.tokenizer)
         except (StorageError, ModelError, EvalDataError) as exc:
             # Only an unreachable store is worth another try; exit 2 fails the Job at once.
             raise fail(str(exc), EXIT_TRANSIENT if isinstance(exc, Unreachable) else EXIT_ERROR) from None
