@@ -147,11 +147,15 @@ class Reconciler:
                 hardware = HardwareClassSpec.model_validate(class_body.get("spec") or {})
             except ValidationError as exc:
                 hardware_error = f"HardwareClass {model.spec.hardware.class_name!r} is invalid: {_validation_message(exc)}"
-        jobs, deployment, autoscaler = await asyncio.gather(
+        name = serving_name(model.name)
+        jobs, deployment, autoscaler, configmap, service = await asyncio.gather(
             self.kube.list_owned("batch/v1", "Job", model.namespace, model.name),
-            self.kube.get_owned("apps/v1", "Deployment", model.namespace, serving_name(model.name)),
-            self.kube.get_owned("autoscaling/v2", "HorizontalPodAutoscaler", model.namespace, serving_name(model.name)),
+            self.kube.get_owned("apps/v1", "Deployment", model.namespace, name),
+            self.kube.get_owned("autoscaling/v2", "HorizontalPodAutoscaler", model.namespace, name),
+            self.kube.get_owned("v1", "ConfigMap", model.namespace, f"{name}-config"),
+            self.kube.get_owned("v1", "Service", model.namespace, name),
         )
+        children = [o for o in (deployment, autoscaler, configmap, service) if o is not None]
         return Observed(
             hardware_class=hardware,
             hardware_class_error=hardware_error,
@@ -159,6 +163,8 @@ class Reconciler:
             deployment=deployment if deployment and _owned_by(deployment, model.uid) else None,
             autoscaler=autoscaler if autoscaler and _owned_by(autoscaler, model.uid) else None,
             status=live_status,
+            conflicts={(o["kind"], o["metadata"]["name"]) for o in children if not _owned_by(o, model.uid)},
+            live_children={o["kind"]: o for o in children if _owned_by(o, model.uid)},
         )
 
     async def _report(self, artifact_uri: str | None) -> tuple[OptimizationReport | None, str | None]:
@@ -185,7 +191,7 @@ class Reconciler:
 
     async def _apply(self, model: ModelRef, plan: Plan, observed: Observed) -> None:
         for desired in plan.apply:
-            live = {"Deployment": observed.deployment, "HorizontalPodAutoscaler": observed.autoscaler}.get(desired["kind"])
+            live = observed.live_children.get(desired["kind"])  # saves apply_if_changed a GET
             if desired["kind"] == "Deployment" and "replicas" not in desired["spec"]:
                 await self._hand_over_replicas(desired, live, plan)
             if desired["kind"] == "Job":

@@ -62,3 +62,43 @@ def test_accuracy_gate_failure_fails_the_job_at_once_and_the_model_says_why(clus
     assert failed["reason"] == "PodFailurePolicy", failed
     pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l", f"batch.kubernetes.io/job-name={job['metadata']['name']}", "-o", "json").stdout)["items"]
     assert len(pods) == 1, "exit code 3 is final: no retry within backoffLimit"
+
+
+# -- (c) name clash -----------------------------------------------------------------------
+
+FOREIGN = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: clash-triton-config, labels: {app: someone-else}}
+data: {config.pbtxt: "theirs"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: clash-triton, labels: {app: someone-else}}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: someone-else}}
+  template:
+    metadata: {labels: {app: someone-else}}
+    spec: {containers: [{name: app, image: registry.example/theirs:1}]}
+"""
+
+
+def test_children_named_like_foreign_objects_are_refused_and_those_left_untouched(cluster, namespace):
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=FOREIGN)
+    before = {kind: get(cluster, namespace, kind, name) for kind, name in (("configmap", "clash-triton-config"), ("deployment", "clash-triton"))}
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("clash"))
+    poll("the NameConflict condition", lambda: any(
+        c["type"] == "Ready" and c["reason"] == "NameConflict" for c in (get(cluster, namespace, "inferencemodel", "clash").get("status") or {}).get("conditions", [])
+    ))
+    model = get(cluster, namespace, "inferencemodel", "clash")
+    ready = condition(model, "Ready")
+    assert ready["status"] == "False" and "ConfigMap clash-triton-config" in ready["message"] and "Deployment clash-triton" in ready["message"], ready
+    assert model["status"]["phase"] == "Failed"
+    for (kind, name), old in zip((("configmap", "clash-triton-config"), ("deployment", "clash-triton")), before.values()):
+        now = get(cluster, namespace, kind, name)
+        assert "ownerReferences" not in now["metadata"], f"{kind} {name} was taken over"
+        assert now["metadata"]["labels"] == old["metadata"]["labels"] and now.get("spec") == old.get("spec") and now.get("data") == old.get("data")
+        assert "inferops" not in {m["manager"] for m in now["metadata"].get("managedFields", [])}
+    assert get(cluster, namespace, "configmap", "clash-triton-config")["data"] == {"config.pbtxt": "theirs"}
+    assert cluster.kubectl("get", "service", "clash-triton", "-n", namespace, check=False).returncode != 0, "nothing applied while a name is taken"

@@ -93,3 +93,20 @@ def test_model_secret_reaches_only_the_job_under_its_own_prefix():
     deployment = next(o for o in serving if o["kind"] == "Deployment")
     (pull,) = deployment["spec"]["template"]["spec"]["initContainers"]
     assert pull["envFrom"] == [{"secretRef": {"name": "platform-s3"}}], "the pull reads only the artifact"
+
+
+# -- (c) a child's name already taken by an object this model does not own ---------------
+
+
+def test_name_taken_by_a_foreign_object_is_refused_not_applied_over():
+    m = model()
+    done = job(current_job_name(m), "Complete")
+    observed = Observed(GPU, jobs=[done], conflicts={("ConfigMap", "digits-triton-config")})
+    plan = desired_state(m, observed, SETTINGS, NOW)
+    assert [o["kind"] for o in plan.apply] == [], "not one serving object is applied while a name is taken"
+    ready = cond(plan, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NameConflict")
+    assert "ConfigMap digits-triton-config" in ready["message"] and "not owned by InferenceModel digits" in ready["message"]
+    assert plan.status["phase"] == "Failed" and "endpoint" not in plan.status
+    # Once the name is free again, the model proceeds by itself.
+    assert {"ConfigMap", "Deployment", "Service"} <= {o["kind"] for o in desired_state(m, Observed(GPU, jobs=[done]), SETTINGS, NOW).apply}

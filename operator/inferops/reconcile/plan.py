@@ -44,6 +44,10 @@ class Observed:
     status: dict[str, Any] = field(default_factory=dict)
     termination: JobTermination | None = None  # of the current Job, once it failed
     termination_read: bool = False  # whether the failed Job's pods were looked at
+    # (kind, name) of objects named like a serving child that this model does not own: applying
+    # over them would take someone else's object (server-side apply with force merges into it).
+    conflicts: set[tuple[str, str]] = field(default_factory=set)
+    live_children: dict[str, dict[str, Any]] = field(default_factory=dict)  # owned serving objects by kind, as read
 
 
 @dataclass
@@ -172,6 +176,12 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
         serving, batching = desired_serving(model, hardware, revision, settings)
     except ModelConfigError as exc:
         conditions.append(condition("Ready", False, "InvalidModelConfig", str(exc)))
+        return finish("Failed")
+    clashes = [f"{o['kind']} {o['metadata']['name']}" for o in serving if (o["kind"], o["metadata"]["name"]) in observed.conflicts]
+    if clashes:
+        message = f"{', '.join(clashes)} already exist(s) in namespace {model.namespace} and is not owned by InferenceModel {model.name}; nothing was applied over it: rename the model or remove that object"
+        conditions.append(condition("Ready", False, "NameConflict", message))
+        status["artifactUri"] = revision.artifact_uri
         return finish("Failed")
     plan.apply.extend(serving)
     status["artifactUri"] = revision.artifact_uri
