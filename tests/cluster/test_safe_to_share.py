@@ -102,3 +102,36 @@ def test_children_named_like_foreign_objects_are_refused_and_those_left_untouche
         assert "inferops" not in {m["manager"] for m in now["metadata"].get("managedFields", [])}
     assert get(cluster, namespace, "configmap", "clash-triton-config")["data"] == {"config.pbtxt": "theirs"}
     assert cluster.kubectl("get", "service", "clash-triton", "-n", namespace, check=False).returncode != 0, "nothing applied while a name is taken"
+
+
+# -- (d) inputs the cluster cannot serve, refused at apply --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"optimization": {"recipe": "prune", "parameters": {"--output": "s3://elsewhere"}}}, "keys must match"),
+        ({"optimization": {"recipe": "prune", "parameters": {"sparsity=0.9 --x": "1"}}}, "keys must match"),
+        ({"model": {"uri": "gs://bucket/model.onnx"}}, "gs:// is not in this build"),
+        ({"model": {"uri": "pvc://claim/model.onnx"}}, "pvc:// needs a claim mounted"),
+        ({"optimization": {"evalData": "pvc://claim/eval.npz"}}, "pvc:// needs a claim mounted"),
+    ],
+    ids=["param-key-option", "param-key-equals", "gs-model", "pvc-model", "pvc-eval"],
+)
+def test_inputs_the_job_cannot_use_are_refused_at_apply(cluster, namespace, change, expected):
+    import yaml
+
+    body = yaml.safe_load(manifest("refused"))
+    for section, values in change.items():
+        body["spec"][section] = {**body["spec"].get(section, {}), **values}
+    result = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(body), check=False)
+    assert result.returncode != 0 and expected in result.stderr, result.stdout + result.stderr
+
+
+def test_ordinary_parameters_and_uris_are_accepted(cluster, namespace):
+    import yaml
+
+    body = yaml.safe_load(manifest("accepted", recipe="prune"))
+    body["spec"]["optimization"].update(parameters={"sparsity": "0.5", "fineTuneEpochs": "3", "method": "structured"}, evalData="https://data.example/eval.npz")
+    result = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(body), check=False)
+    assert result.returncode == 0, result.stderr

@@ -110,3 +110,25 @@ def test_name_taken_by_a_foreign_object_is_refused_not_applied_over():
     assert plan.status["phase"] == "Failed" and "endpoint" not in plan.status
     # Once the name is free again, the model proceeds by itself.
     assert {"ConfigMap", "Deployment", "Service"} <= {o["kind"] for o in desired_state(m, Observed(GPU, jobs=[done]), SETTINGS, NOW).apply}
+
+
+# -- (d) the operator's own validation agrees with the CRD's rules ------------------------
+
+
+def test_spec_refuses_what_the_job_cannot_use():
+    import pytest
+    from pydantic import ValidationError
+
+    from inferops.api.inference_model import InferenceModelSpec
+
+    for bad, expected in [
+        ({"model": {"uri": "gs://b/m.onnx"}}, "gs:// is not in this build"),
+        ({"model": {"uri": "pvc://claim/m.onnx"}}, "pvc:// needs a claim"),
+        ({"model": {"uri": "s3://b/m.onnx"}, "optimization": {"evalData": "gs://b/e.npz"}}, "gs://"),
+        ({"model": {"uri": "s3://b/m.onnx"}, "optimization": {"parameters": {"--output": "x"}}}, "parameters"),
+        ({"model": {"uri": "s3://b/m.onnx"}, "optimization": {"parameters": {"a=b": "x"}}}, "parameters"),
+    ]:
+        with pytest.raises(ValidationError, match=expected):
+            InferenceModelSpec.model_validate({**bad, "hardware": {"class": "cpu"}})
+    InferenceModelSpec.model_validate({"model": {"uri": "s3://b/m.onnx"}, "optimization": {"parameters": {"studentWidth": "0.25"}}, "hardware": {"class": "cpu"}})
+
