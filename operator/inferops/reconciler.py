@@ -25,6 +25,7 @@ from .reconcile.naming import serving_name
 from .api.outcomes import OPTIMIZER_CONTAINER
 from .reconcile.plan import JobTermination, Observed, Plan, SmokeResult, desired_state
 from .reconcile.settings import FIELD_MANAGER, OperatorSettings
+from .reconcile.status_patch import status_patch
 
 log = logging.getLogger("inferops.reconcile")
 STATUS_FIELDS = {f.alias or name for name, f in InferenceModelStatus.model_fields.items()}
@@ -227,8 +228,7 @@ class Reconciler:
     async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         live = body.get("status") or {}
         METRICS.set_phase(body["metadata"]["namespace"], body["metadata"]["name"], status.get("phase"))
-        patch = {k: v for k, v in status.items() if live.get(k) != v}
-        patch.update({k: None for k in STATUS_FIELDS if k in live and k not in status})
+        patch = status_patch(live, status, STATUS_FIELDS)
         if not patch:
             return
         meta = body["metadata"]

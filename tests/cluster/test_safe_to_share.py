@@ -135,3 +135,45 @@ def test_ordinary_parameters_and_uris_are_accepted(cluster, namespace):
     body["spec"]["optimization"].update(parameters={"sparsity": "0.5", "fineTuneEpochs": "3", "method": "structured"}, evalData="https://data.example/eval.npz")
     result = cluster.kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(body), check=False)
     assert result.returncode == 0, result.stderr
+
+
+# -- (e) status: replaced whole, the serving revision kept through a failure --------------
+
+
+def _publish_report(operator, namespace: str, name: str, body: dict, report: dict) -> None:
+    """Write the report the operator reads at the artifact the model's Job would publish."""
+    import yaml
+
+    from inferops.api.hardware_class import HardwareClassSpec
+    from inferops.api.inference_model import InferenceModelSpec
+    from inferops.reconcile.naming import optimization_hash
+
+    spec_hash = optimization_hash(InferenceModelSpec.model_validate(body["spec"]), HardwareClassSpec.model_validate(yaml.safe_load(CLASS)["spec"]))
+    path = operator.artifacts / namespace / name / spec_hash
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "report.json").write_text(json.dumps({"artifactUri": f"file://{path}", "modelName": name, "backend": "onnxruntime", **report}))
+
+
+def test_new_revision_replaces_the_report_and_a_failed_one_keeps_serving(cluster, namespace, operator):
+    import yaml
+
+    first = yaml.safe_load(manifest("revs"))
+    _publish_report(operator, namespace, "revs", first, {"notes": ["revision 1"], "tools": {"onnx": "1.16"}, "accuracy": {"metric": "accuracy", "drop": 0.001}})
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(first))
+    model = wait_phase(cluster, namespace, "revs", "Ready")
+    assert model["status"]["report"]["notes"] == ["revision 1"] and "accuracy" in model["status"]["report"]
+
+    second = yaml.safe_load(manifest("revs", uri="s3://models/revs/v2.onnx"))
+    _publish_report(operator, namespace, "revs", second, {"notes": ["revision 2"]})
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(second))
+    model = poll("revision 2 in status", lambda: (m := get(cluster, namespace, "inferencemodel", "revs"))["status"].get("report", {}).get("notes") == ["revision 2"] and m)
+    report = model["status"]["report"]
+    assert "accuracy" not in report and report.get("tools", {}) == {}, f"revision 1's fields survived: {report}"
+    serving = {k: model["status"][k] for k in ("artifactUri", "endpoint")}
+
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("revs", uri="s3://kwok/accuracy-gate-fails.onnx"))
+    model = poll("the failed revision 3", lambda: (m := get(cluster, namespace, "inferencemodel", "revs"))["status"].get("phase") == "Failed"
+                 and condition(m, "Optimized")["reason"] == "AccuracyBudgetExceeded" and m)
+    assert {k: model["status"].get(k) for k in serving} == serving, "revision 2 still serves: its artifact and endpoint stay in status"
+    deployment = get(cluster, namespace, "deployment", "revs-triton")
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["inferops.dev/artifact"] == serving["artifactUri"]

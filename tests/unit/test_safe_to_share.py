@@ -132,3 +132,63 @@ def test_spec_refuses_what_the_job_cannot_use():
             InferenceModelSpec.model_validate({**bad, "hardware": {"class": "cpu"}})
     InferenceModelSpec.model_validate({"model": {"uri": "s3://b/m.onnx"}, "optimization": {"parameters": {"studentWidth": "0.25"}}, "hardware": {"class": "cpu"}})
 
+
+# -- (e) status: replaced whole, and the serving revision kept through a failure ----------
+
+
+def _apply_merge_patch(target, patch):
+    """RFC 7386, as the API server applies application/merge-patch+json."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        else:
+            out[key] = _apply_merge_patch(out.get(key), value)
+    return out
+
+
+class _StatusKube:
+    def __init__(self) -> None:
+        self.patches: list[dict] = []
+
+    async def patch_model_status(self, namespace, name, patch, resource_version=None) -> None:
+        self.patches.append(patch)
+
+
+def test_status_report_of_a_new_revision_replaces_the_old_one_whole():
+    import asyncio
+
+    from inferops.reconciler import Reconciler
+
+    kube = _StatusKube()
+    reconciler = Reconciler(kube, SETTINGS)
+    old = {"artifactUri": "s3://a/1", "modelName": "digits", "backend": "onnxruntime", "notes": ["rev 1"],
+           "accuracy": {"metric": "accuracy", "before": 0.9, "after": 0.89, "drop": 0.01}, "tools": {"onnx": "1.16"}}
+    new = {"artifactUri": "s3://a/2", "modelName": "digits", "backend": "onnxruntime", "notes": ["rev 2"], "tools": {"onnxruntime": "1.20"}}
+    stored = {"phase": "Ready", "report": old, "endpoint": "http://x", "kopf": {"progress": {}}}
+    desired = {"phase": "Ready", "report": new}
+    body = {"metadata": {"namespace": "ml", "name": "digits"}, "status": stored}
+    asyncio.run(reconciler._write_status(body, desired))
+    (patch,) = kube.patches
+    after = _apply_merge_patch(stored, patch)
+    assert after == {**desired, "kopf": {"progress": {}}}, "no key of revision 1 survives; Kopf's own field is left alone"
+    asyncio.run(reconciler._write_status({**body, "status": after}, desired))
+    assert len(kube.patches) == 1, "stored == desired: no write"
+
+
+def test_failed_reoptimization_keeps_the_serving_revision():
+    from .test_reconcile import deployment
+
+    m = model()
+    previous = {"artifactUri": "s3://artifacts/ml/digits/rev1", "endpoint": "http://digits-triton.ml.svc:8000",
+                "report": {"artifactUri": "s3://artifacts/ml/digits/rev1", "modelName": "digits", "backend": "onnxruntime"}}
+    failed = job(current_job_name(m), "Failed", "BackoffLimitExceeded", "Job has reached the specified backoff limit")
+    plan = desired_state(m, Observed(GPU, jobs=[failed], deployment=deployment(2), status=previous, termination_read=True), SETTINGS, NOW)
+    assert plan.status["phase"] == "Failed" and cond(plan, "Optimized")["status"] == "False"
+    assert plan.status["artifactUri"] == previous["artifactUri"] and plan.status["endpoint"] == previous["endpoint"]
+    assert plan.status["report"]["artifactUri"] == previous["artifactUri"]
+    served = next(o for o in plan.apply if o["kind"] == "Deployment")
+    assert served["spec"]["template"]["metadata"]["annotations"]["inferops.dev/artifact"] == previous["artifactUri"]
+    assert cond(plan, "Ready")["status"] == "True", "the previous revision still serves"

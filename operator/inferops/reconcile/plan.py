@@ -159,11 +159,10 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
         plan.needs_termination = not observed.termination_read
         reason, message = _failure(observed.termination, reason, message, current_job_name, settings)
         conditions.append(condition("Optimized", False, reason, message))
+        revision = _previous_revision(previous)  # a failed re-optimization leaves the last one serving
     else:
         conditions.append(condition("Optimized", None, reason or "JobPending", message or f"creating optimization Job {current_job_name}"))
-        if previous.get("artifactUri"):
-            previous_report = previous.get("report")
-            revision = Revision(previous["artifactUri"], OptimizationReport.model_validate(previous_report) if previous_report else None)
+        revision = _previous_revision(previous)
 
     if revision is None:
         if state == "failed":
@@ -216,6 +215,14 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
     if state == "failed":
         return finish("Failed")
     return finish("Ready" if ready else "Deploying")
+
+
+def _previous_revision(previous: dict[str, Any]) -> Revision | None:
+    """What the status says is deployed, if anything: it keeps serving until a new one is ready."""
+    if not previous.get("artifactUri"):
+        return None
+    report = previous.get("report")
+    return Revision(previous["artifactUri"], OptimizationReport.model_validate(report) if report else None)
 
 
 def _failure(termination: JobTermination | None, reason: str, message: str, job: str, settings: OperatorSettings) -> tuple[str, str]:
