@@ -82,6 +82,11 @@ class Kube:
         data = await self.call("GET", path, query=[("labelSelector", f"{MODEL_LABEL}={model}")])
         return data.get("items", [])
 
+    async def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        """The pods the Job controller made for `job` (it labels them with the Job's name)."""
+        data = await self.call("GET", f"/api/v1/namespaces/{namespace}/pods", query=[("labelSelector", f"batch.kubernetes.io/job-name={job}")])
+        return data.get("items", [])
+
     async def get_owned(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return await self.get(f"{_PATHS[(api_version, kind)].format(namespace=namespace)}/{name}")
 

@@ -22,8 +22,10 @@ from .metrics import METRICS
 from .reconcile.children import ModelRef
 from .reconcile.conditions import condition, merge_conditions
 from .reconcile.naming import serving_name
-from .reconcile.plan import Observed, Plan, SmokeResult, desired_state
+from .api.outcomes import OPTIMIZER_CONTAINER
+from .reconcile.plan import JobTermination, Observed, Plan, SmokeResult, desired_state
 from .reconcile.settings import FIELD_MANAGER, OperatorSettings
+from .reconcile.status_patch import status_patch
 
 log = logging.getLogger("inferops.reconcile")
 STATUS_FIELDS = {f.alias or name for name, f in InferenceModelStatus.model_fields.items()}
@@ -128,6 +130,10 @@ class Reconciler:
         if plan.needs_report:
             observed.report, observed.report_error = await self._report(plan.artifact_uri)
             plan = desired_state(model, observed, self.settings, now_iso())
+        if plan.needs_termination and plan.job_name:
+            observed.termination = termination_of(await self.kube.list_job_pods(model.namespace, plan.job_name))
+            observed.termination_read = True
+            plan = desired_state(model, observed, self.settings, now_iso())
         if plan.smoke_target:
             observed.smoke = await self._smoke_result(model, observed, plan)
             plan = desired_state(model, observed, self.settings, now_iso())
@@ -142,11 +148,15 @@ class Reconciler:
                 hardware = HardwareClassSpec.model_validate(class_body.get("spec") or {})
             except ValidationError as exc:
                 hardware_error = f"HardwareClass {model.spec.hardware.class_name!r} is invalid: {_validation_message(exc)}"
-        jobs, deployment, autoscaler = await asyncio.gather(
+        name = serving_name(model.name)
+        jobs, deployment, autoscaler, configmap, service = await asyncio.gather(
             self.kube.list_owned("batch/v1", "Job", model.namespace, model.name),
-            self.kube.get_owned("apps/v1", "Deployment", model.namespace, serving_name(model.name)),
-            self.kube.get_owned("autoscaling/v2", "HorizontalPodAutoscaler", model.namespace, serving_name(model.name)),
+            self.kube.get_owned("apps/v1", "Deployment", model.namespace, name),
+            self.kube.get_owned("autoscaling/v2", "HorizontalPodAutoscaler", model.namespace, name),
+            self.kube.get_owned("v1", "ConfigMap", model.namespace, f"{name}-config"),
+            self.kube.get_owned("v1", "Service", model.namespace, name),
         )
+        children = [o for o in (deployment, autoscaler, configmap, service) if o is not None]
         return Observed(
             hardware_class=hardware,
             hardware_class_error=hardware_error,
@@ -154,6 +164,8 @@ class Reconciler:
             deployment=deployment if deployment and _owned_by(deployment, model.uid) else None,
             autoscaler=autoscaler if autoscaler and _owned_by(autoscaler, model.uid) else None,
             status=live_status,
+            conflicts={(o["kind"], o["metadata"]["name"]) for o in children if not _owned_by(o, model.uid)},
+            live_children={o["kind"]: o for o in children if _owned_by(o, model.uid)},
         )
 
     async def _report(self, artifact_uri: str | None) -> tuple[OptimizationReport | None, str | None]:
@@ -180,7 +192,7 @@ class Reconciler:
 
     async def _apply(self, model: ModelRef, plan: Plan, observed: Observed) -> None:
         for desired in plan.apply:
-            live = {"Deployment": observed.deployment, "HorizontalPodAutoscaler": observed.autoscaler}.get(desired["kind"])
+            live = observed.live_children.get(desired["kind"])  # saves apply_if_changed a GET
             if desired["kind"] == "Deployment" and "replicas" not in desired["spec"]:
                 await self._hand_over_replicas(desired, live, plan)
             if desired["kind"] == "Job":
@@ -216,8 +228,7 @@ class Reconciler:
     async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         live = body.get("status") or {}
         METRICS.set_phase(body["metadata"]["namespace"], body["metadata"]["name"], status.get("phase"))
-        patch = {k: v for k, v in status.items() if live.get(k) != v}
-        patch.update({k: None for k in STATUS_FIELDS if k in live and k not in status})
+        patch = status_patch(live, status, STATUS_FIELDS)
         if not patch:
             return
         meta = body["metadata"]
@@ -227,6 +238,21 @@ class Reconciler:
             ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
             message = f"{old_phase or 'New'} -> {new_phase}" + (f": {ready['message']}" if ready and ready.get("message") else "")
             self.post_event(body, "Warning" if new_phase == "Failed" else "Normal", new_phase, message[:1024])
+
+
+def termination_of(pods: list[dict[str, Any]]) -> JobTermination | None:
+    """How the optimizer ended in the last of the Job's pods that terminated (a final exit code
+    fails the Job at once, so that pod is the one that says why)."""
+    ended = []
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated")
+            if status.get("name") == OPTIMIZER_CONTAINER and terminated and terminated.get("exitCode"):
+                ended.append((terminated.get("finishedAt") or "", int(terminated["exitCode"]), terminated.get("message") or ""))
+    if not ended:
+        return None
+    _, code, message = max(ended)
+    return JobTermination(code, message)
 
 
 def _going_away(exc: ApiException) -> bool:

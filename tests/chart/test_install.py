@@ -102,6 +102,9 @@ def test_service_account_can_make_every_call_the_operator_makes(cluster, release
         ("update", "deployments.apps"),
         ("delete", "services"),
         ("create", "pods"),
+        ("get", "pods"),  # list by the Job's label is all it needs
+        ("watch", "pods"),
+        ("get", "pods/log"),
         ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
         ("list", "mutatingwebhookconfigurations.admissionregistration.k8s.io"),
         ("patch", "customresourcedefinitions.apiextensions.k8s.io"),

@@ -50,6 +50,7 @@ OPERATOR_RULES = (
     | _grants("apps", ["deployments"], ["get", "list", "watch", "create", "patch"])
     | _grants("autoscaling", ["horizontalpodautoscalers"], ["get", "create", "patch", "delete"])
     | _grants("", ["services", "configmaps"], ["get", "create", "patch"])
+    | _grants("", ["pods"], ["list"])
     | _grants("", ["events"], ["create", "patch"])
     | _grants("events.k8s.io", ["events"], ["create", "patch"])
     | _grants("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"])

@@ -77,5 +77,32 @@ def test_unreachable_endpoint_is_a_clear_error(s3_server, tmp_path):
     out = tmp_path / "out"
     run = _inferops("optimize", "--model", "s3://models/tiny.onnx", "--recipe", "none", "--output", f"file://{out}",
                     env=s3_server.env(AWS_ENDPOINT_URL=f"http://127.0.0.1:{free_port()}"))
-    assert run.returncode == 2 and "unreachable" in run.stderr
+    assert run.returncode == 1 and "unreachable" in run.stderr, "worth a retry: not a final exit code"
     assert not out.exists()
+
+
+def _as_source(env: dict) -> dict:
+    """The model's credentialsSecret as the Job sees it: prefixed, and isolated from the platform's."""
+    return {**{f"INFEROPS_SOURCE_{k}": v for k, v in env.items()}, "INFEROPS_SOURCE_CREDENTIALS": "isolated"}
+
+
+def test_source_and_artifact_credentials_are_kept_apart(s3_server, model_in_s3, tmp_path):
+    """The user's Secret reads the model, the platform's writes the artifact; neither stands in."""
+    b = model_in_s3
+    wrong = "wrong-" + uuid.uuid4().hex
+    argv = ("optimize", "--model", f"s3://{b}/in/tiny.onnx", "--recipe", "none")
+    # Right user keys, wrong platform keys: the model is read, the artifact write is refused.
+    run = _inferops(*argv, "--output", f"s3://{b}/out/a", env={**s3_server.env(AWS_SECRET_ACCESS_KEY=wrong), **_as_source(s3_server.env())})
+    assert run.returncode == 2 and "cannot write" in run.stderr and "access denied" in run.stderr, run.stderr[-2000:]
+    # Wrong user keys, right platform keys: the platform's keys do not read the user's model.
+    run = _inferops(*argv, "--output", f"s3://{b}/out/b", env={**s3_server.env(), **_as_source(s3_server.env(AWS_SECRET_ACCESS_KEY=wrong))})
+    assert run.returncode == 2 and "access denied" in run.stderr and "cannot write" not in run.stderr, run.stderr[-2000:]
+    # No user Secret at all: the model is read anonymously, still not with the platform's keys.
+    run = _inferops(*argv, "--output", f"s3://{b}/out/c", env={**s3_server.env(), "INFEROPS_SOURCE_CREDENTIALS": "isolated",
+                                                               "INFEROPS_SOURCE_AWS_ENDPOINT_URL": s3_server.endpoint})
+    assert run.returncode == 2 and "access denied" in run.stderr, run.stderr[-2000:]
+    assert s3_server.client().list_objects_v2(Bucket=b, Prefix="out/").get("KeyCount") == 0
+    # Both right: published, and neither secret in the output.
+    run = _inferops(*argv, "--output", f"s3://{b}/out/d", env={**s3_server.env(), **_as_source(s3_server.env())})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert s3_server.secret_key not in run.stdout + run.stderr

@@ -34,3 +34,11 @@ def test_redaction_of_userinfo_and_presigned_query():
     red = redact_uri("https://user:hunter2@example.com/m.onnx?X-Amz-Signature=abc123&X-Amz-Credential=AKIA&v=2")
     assert "hunter2" not in red and "abc123" not in red and "AKIA" not in red
     assert red.startswith("https://***@example.com/m.onnx?") and "v=2" in red
+
+
+@pytest.mark.parametrize("uri", ["pvc://./other-claim/secret", "pvc://../etc/passwd", "pvc://Claim_A/x", "pvc://.hidden/x"])
+def test_pvc_authority_must_be_a_claim_name(uri, tmp_path, monkeypatch):
+    """`pvc://./other-claim/x` resolved inside the root, just not inside a claim: into another one."""
+    monkeypatch.setenv("INFEROPS_PVC_ROOT", str(tmp_path / "pvc"))
+    with pytest.raises(StorageError, match="claim name"):
+        local_path(parse_uri(uri))

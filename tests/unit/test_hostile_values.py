@@ -129,11 +129,11 @@ def test_templating_is_not_evaluated_on_values():
 
 def test_secrets_are_referenced_never_inlined():
     job, configmap, deployment, service = render("benign-value")[:4]
-    refs = [{"secretRef": {"name": "model-creds"}}, {"secretRef": {"name": "store-creds"}}]
-    assert job["spec"]["template"]["spec"]["containers"][0]["envFrom"] == refs
+    store = {"secretRef": {"name": "store-creds"}}
+    assert job["spec"]["template"]["spec"]["containers"][0]["envFrom"] == [store, {"prefix": "INFEROPS_SOURCE_", "secretRef": {"name": "model-creds"}}]
     pod = deployment["spec"]["template"]["spec"]
     containers = pod.get("initContainers", []) + pod["containers"]
     pulling = [c for c in containers if c.get("envFrom")]
-    assert pulling and all(c["envFrom"] == refs for c in pulling)
+    assert pulling and all(c["envFrom"] == [store] for c in pulling), "the pull reads only the artifact"
     text = json.dumps(render("benign-value"))
     assert "secretKeyRef" not in text and '"kind": "Secret"' not in text

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from .common import Condition, Dns1123Subdomain, Image
 from .recipes import RECIPES, parse_recipe_chain
@@ -15,10 +15,32 @@ MODEL_URI_PATTERN = r"^(s3|gs|https|pvc|file)://[^\s\"']+$"
 ModelFormat = Literal["onnx", "safetensors", "torchscript", "pytorch", "tensorrt-plan"]
 Phase = Literal["Pending", "Optimizing", "Deploying", "Ready", "Failed"]
 RECIPE_CHAIN_PATTERN = r"^[a-z0-9-]+(,[a-z0-9-]+)*$"
+# What the cluster's Job can read: no gs:// backend in this build, and no template mounts a
+# PersistentVolumeClaim, so pvc:// could only fail inside the Job. Refused at apply instead.
+SERVED_SCHEMES = ("s3", "https", "file")
+SCHEME_MESSAGE = (
+    "only s3://, https:// and file:// can be read here: gs:// is not in this build (use s3:// with the endpoint "
+    "https://storage.googleapis.com and an HMAC key), and pvc:// needs a claim mounted in the optimization Job, which no template does"
+)
+SCHEME_RULE = {"rule": " || ".join(f"self.startsWith('{s}://')" for s in SERVED_SCHEMES), "message": SCHEME_MESSAGE}
+# Parameter keys become `--param KEY=VALUE`: a key starting with `-` would be read as an option,
+# one with `=` would split at the wrong place.
+ParameterKey = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
+
+
+def _served_scheme(value: str | None) -> str | None:
+    if value is not None and not value.startswith(tuple(f"{s}://" for s in SERVED_SCHEMES)):
+        raise ValueError(SCHEME_MESSAGE)
+    return value
 
 
 class ModelSource(ApiModel):
-    uri: str = Field(max_length=2048, pattern=MODEL_URI_PATTERN, description="s3://, gs://, https://, pvc://claim/path or file://")
+    uri: str = Field(
+        max_length=2048,
+        pattern=MODEL_URI_PATTERN,
+        description="s3://, https:// or file:// (a path in the optimizer image). gs:// and pvc:// are refused: not in this build, and no claim is mounted in the optimization Job.",
+        json_schema_extra={"x-kubernetes-validations": [SCHEME_RULE]},
+    )
     format: ModelFormat = Field(
         default="onnx",
         description="onnx: a .onnx file; safetensors: a BERT-style encoder folder (exported to ONNX); torchscript/pytorch need the optimizer's torch extra.",
@@ -28,8 +50,15 @@ class ModelSource(ApiModel):
     credentials_secret: Dns1123Subdomain | None = Field(
         alias="credentialsSecret",
         default=None,
-        description="Secret with the storage credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL...); mounted as environment, never copied.",
+        description=(
+            "Secret with the credentials that read model.uri and evalData (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL...); "
+            "given to the optimization Job only, as environment prefixed INFEROPS_SOURCE_, never copied. Kept apart from the platform's "
+            "artifact-store credentials: neither replaces the other. Without it those URIs are read anonymously."
+        ),
     )
+
+
+    _uri_scheme = field_validator("uri")(_served_scheme)
 
 
 class OptimizationSpec(ApiModel):
@@ -47,17 +76,24 @@ class OptimizationSpec(ApiModel):
             ]
         },
     )
-    parameters: dict[str, str] = Field(default_factory=dict, description="Recipe parameters, e.g. sparsity: '0.5', studentWidth: '0.25'.")
+    parameters: dict[ParameterKey, str] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Recipe parameters, e.g. sparsity: '0.5', studentWidth: '0.25'. Keys: a letter, then letters, digits, '_', '.' or '-'.",
+    )
     eval_data: str | None = Field(
         alias="evalData",
         default=None,
         max_length=2048,
         pattern=MODEL_URI_PATTERN,
-        description="Evaluation data (.npz arrays named after the inputs, with labels for accuracy; or .txt sentences for encoders). Needed by lossy recipes.",
+        description="Evaluation data (.npz arrays named after the inputs, with labels for accuracy; or .txt sentences for encoders). Needed by lossy recipes. s3://, https:// or file://, as model.uri.",
+        json_schema_extra={"x-kubernetes-validations": [SCHEME_RULE]},
     )
     accuracy_budget: float = Field(alias="accuracyBudget", default=0.01, ge=0, le=1, description="Largest allowed drop of the metric (0.01 = one point).")
     image: Image | None = Field(default=None, description="Optimizer image override.")
     timeout_seconds: int = Field(alias="timeoutSeconds", default=3600, ge=1, le=7 * 24 * 3600, description="The optimization Job's deadline.")
+
+    _eval_scheme = field_validator("eval_data")(_served_scheme)
 
     @field_validator("recipe")
     @classmethod

@@ -26,8 +26,10 @@ eval data (--eval-data):
 output: a Triton model repository at --output: <name>/config.pbtxt, <name>/1/model.onnx, and
 report.json (written last: readers such as `inferops pull` require it).
 
-exit status: 0 published; 2 error (model, data, storage, recipe; nothing published);
-3 accuracy gate failed (drop beyond --accuracy-budget; nothing published).
+exit status: 0 published; 1 transient (storage unreachable; worth retrying); 2 error (model,
+data, storage, recipe; nothing published; final); 3 accuracy gate failed (drop beyond
+--accuracy-budget; nothing published; final). On failure a one-line reason is also written to
+the file named by $INFEROPS_TERMINATION_LOG (the Job sets /dev/termination-log).
 credentials: AWS_* environment variables or a Secret mounted at $INFEROPS_CREDENTIALS_DIR;
 AWS_ENDPOINT_URL for S3-compatible servers. They never appear in logs or the report.
 """
@@ -87,4 +89,23 @@ def run(args: argparse.Namespace) -> int:
     print(text)
     if code:
         print(f"error: {redact(report.notes[-1])}", file=sys.stderr)
+        _write_termination_message(redact(report.notes[-1]))
     return code
+
+
+def _write_termination_message(note: str) -> None:
+    """The reason, for the pod's termination message (which the operator copies into the model's
+    conditions); the log stays the full story."""
+    import os
+
+    from inferops.api.outcomes import TERMINATION_LOG_ENV, TERMINATION_MESSAGE_MAX
+
+    path = os.environ.get(TERMINATION_LOG_ENV)
+    if not path:
+        return
+    message = note.removeprefix("failed: ")
+    try:
+        with open(path, "w") as f:
+            f.write(message[:TERMINATION_MESSAGE_MAX])
+    except OSError as exc:  # the reason is still in the log, which FallbackToLogsOnError then uses
+        print(f"warning: could not write the termination message to {path}: {exc.strerror}", file=sys.stderr)

@@ -51,7 +51,7 @@ def _user_student(uri: str, ctx: RecipeContext) -> DenseChain:
     from inferops.storage import fetch
 
     with tempfile.TemporaryDirectory(dir=ctx.workdir) as tmp:
-        path = fetch(uri, Path(tmp))
+        path = fetch(uri, Path(tmp), source=True)  # the user's, like the model
         try:
             return DenseChain.from_onnx(onnx.load(str(path)))
         except NotADenseChain as exc:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from inferops.api.outcomes import EXIT_ERROR, EXIT_GATE, EXIT_TRANSIENT
 from inferops.api.recipes import GPU_ONLY_RECIPES, parse_recipe_chain
 from inferops.api.report import AccuracyReport, BeforeAfter, OptimizationReport
 from inferops.api.tensors import BatchingConfig, Signature
@@ -36,7 +37,6 @@ RECIPE_MODULES = {
 }
 # Recipes that change the model's numbers, so the accuracy gate needs data to check them.
 LOSSY = {"quantize-int8-dynamic", "quantize-int8-static", "fp16", "prune", "distill"}
-EXIT_ERROR, EXIT_GATE = 2, 3
 
 
 @dataclass
@@ -109,7 +109,7 @@ def _gpu_available() -> bool:
 
 
 def optimize(opts: Options) -> OptimizationReport:
-    from inferops.storage import StorageError, fetch, parse_uri, publish, redact_uri
+    from inferops.storage import StorageError, Unreachable, fetch, parse_uri, publish, redact_uri
 
     name = opts.model_name or default_model_name(opts.model_uri)
     report = OptimizationReport(artifactUri=redact_uri(opts.output_uri), modelName=name, backend="onnxruntime", tools=tool_versions())
@@ -146,7 +146,7 @@ def optimize(opts: Options) -> OptimizationReport:
         work = Path(tmp)
         try:
             log.info("fetching the model from %s", redact_uri(opts.model_uri))
-            loaded = load_model(fetch(opts.model_uri, work / "model"), work)
+            loaded = load_model(fetch(opts.model_uri, work / "model", source=True), work)
             report.steps += loaded.steps
             report.notes += loaded.notes
             import onnx
@@ -154,12 +154,16 @@ def optimize(opts: Options) -> OptimizationReport:
             original = loaded.onnx_path
             signature, batched = read_signature(onnx.load(str(original)))
             report.signature = signature
+            if tuner is not None and not batched:
+                # Checked before measuring and before any recipe: none of them adds a batch axis.
+                raise ModelError("--tune (dynamicBatching: auto) needs a model whose inputs and outputs all have a free first (batch) dimension; this one has none: export it with a dynamic batch axis, or set dynamicBatching to disabled")
             data: EvalData | None = None
             if opts.eval_uri:
                 log.info("fetching eval data from %s", redact_uri(opts.eval_uri))
-                data = load_eval_data(fetch(opts.eval_uri, work / "eval"), [t.name for t in signature.inputs], loaded.tokenizer)
+                data = load_eval_data(fetch(opts.eval_uri, work / "eval", source=True), [t.name for t in signature.inputs], loaded.tokenizer)
         except (StorageError, ModelError, EvalDataError) as exc:
-            raise fail(str(exc)) from None
+            # Only an unreachable store is worth another try; exit 2 fails the Job at once.
+            raise fail(str(exc), EXIT_TRANSIENT if isinstance(exc, Unreachable) else EXIT_ERROR) from None
 
         feeds = {b: (data.batch(b) if data else synthetic_feeds(signature, b)) for b in (1, 32)}
         if not batched:
@@ -218,8 +222,7 @@ def optimize(opts: Options) -> OptimizationReport:
             raise fail(str(exc)) from None
         files = write_repository(repo, name, current, config)
         if tuner is not None:
-            if batching is None:
-                raise fail("--tune needs a model with a free batch dimension; this one has none")
+            assert batching is not None  # refused before the recipes ran
             log.info("tuning dynamic batching on a local Triton server (objective p99 %.1f ms)", opts.latency_objective_ms)
             report.tuning = tuner.tune_repository(repo, name, opts.latency_objective_ms, kind or "KIND_CPU")
             log.info("tuned: %s", report.tuning.chosen.model_dump(by_alias=True))
@@ -229,6 +232,6 @@ def optimize(opts: Options) -> OptimizationReport:
         try:
             publish(repo, opts.output_uri)
         except StorageError as exc:
-            raise fail(str(exc)) from None
+            raise fail(str(exc), EXIT_TRANSIENT if isinstance(exc, Unreachable) else EXIT_ERROR) from None
         log.info("published %s to %s", name, redact_uri(opts.output_uri))
         return report

@@ -10,11 +10,13 @@ import yaml
 from ..api.common import API_VERSION
 from ..api.hardware_class import HardwareClassSpec
 from ..api.inference_model import InferenceModelSpec
+from ..api.outcomes import FINAL_EXIT_CODES, TERMINATION_LOG, TERMINATION_LOG_ENV
 from ..api.recipes import GPU_ONLY_RECIPES
 from ..api.report import OptimizationReport
 from ..api.tensors import BatchingConfig, Signature
 from ..templating import render
 from ..triton.config import build_model_config
+from ..storage.credentials import SOURCE_MODE_ENV, SOURCE_PREFIX
 from ..triton.python_backend import python_backend_config
 from .naming import SPEC_HASH, canonical_hash, job_name, labels, selector_labels, serving_name
 from .settings import OperatorSettings
@@ -76,10 +78,17 @@ def _job_resources(spec: InferenceModelSpec, hardware: HardwareClassSpec) -> dic
     return {kind: {k: v for k, v in values.items() if k in plain} for kind, values in resources.items()}
 
 
-def _env_from(model: ModelRef, settings: OperatorSettings) -> list[dict[str, Any]]:
-    # Storage credentials are referenced, never copied: the Secret becomes environment variables.
-    secrets = [s for s in (model.spec.model.credentials_secret, settings.storage_secret) if s]
-    return [{"secretRef": {"name": s}} for s in dict.fromkeys(secrets)]
+def _env_from(model: ModelRef, settings: OperatorSettings, *, source: bool) -> list[dict[str, Any]]:
+    """Storage credentials, referenced, never copied: each Secret becomes environment variables.
+
+    The platform's Secret (plain AWS_*) is for the artifact root. The model's own Secret, only
+    where the spec's URIs are read (`source`: the Job), gets the prefix INFEROPS_SOURCE_, which
+    the storage layer uses for those reads alone: with both as plain AWS_*, the later in envFrom
+    would silently replace the other's keys (storage/credentials.py)."""
+    env_from = [{"secretRef": {"name": settings.storage_secret}}] if settings.storage_secret else []
+    if source and model.spec.model.credentials_secret:
+        env_from.append({"prefix": SOURCE_PREFIX, "secretRef": {"name": model.spec.model.credentials_secret}})
+    return env_from
 
 
 def artifact_uri(model: ModelRef, spec_hash: str, settings: OperatorSettings) -> str:
@@ -119,9 +128,15 @@ def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, se
         tolerations=_tolerations(hardware),
         image=opt.image or hardware.optimizer_image or settings.optimizer_image,
         args=args,
-        env=[{"name": "INFEROPS_LOG_FORMAT", "value": "text"}],
-        env_from=_env_from(model, settings),
+        env=[
+            {"name": "INFEROPS_LOG_FORMAT", "value": "text"},
+            {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG},
+            {"name": SOURCE_MODE_ENV, "value": "isolated"},  # never read the spec's URIs with the platform's keys
+        ],
+        env_from=_env_from(model, settings, source=True),
         resources=_job_resources(spec, hardware),
+        final_exit_codes=list(FINAL_EXIT_CODES),
+        termination_log=TERMINATION_LOG,
     )
 
 
@@ -209,7 +224,7 @@ def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revi
         tolerations=_tolerations(hardware),
         optimizer_image=spec.optimization.image or hardware.optimizer_image or settings.optimizer_image,
         pull_args=pull_args,
-        env_from=_env_from(model, settings),
+        env_from=_env_from(model, settings, source=False),  # the pull reads only the artifact
         triton_image=spec.serving.triton_image or hardware.triton_image or settings.triton_image,
         triton_args=triton_args,
         resources=_container_resources(hardware),

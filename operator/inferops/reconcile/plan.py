@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..api.hardware_class import HardwareClassSpec
+from ..api.outcomes import REASON_OF_EXIT
 from ..api.report import OptimizationReport
 from ..triton.config import ModelConfigError
 from .children import ModelRef, Revision, artifact_uri, desired_job, desired_serving, endpoint, label_selector, model_signature, repository_model_name
@@ -17,6 +18,14 @@ from .settings import OperatorSettings
 @dataclass(frozen=True)
 class SmokeResult:
     ok: bool
+    message: str
+
+
+@dataclass(frozen=True)
+class JobTermination:
+    """How the optimizer container of a failed Job's pod ended: exit code and termination message."""
+
+    exit_code: int
     message: str
 
 
@@ -33,6 +42,12 @@ class Observed:
     report_error: str | None = None
     smoke: SmokeResult | None = None
     status: dict[str, Any] = field(default_factory=dict)
+    termination: JobTermination | None = None  # of the current Job, once it failed
+    termination_read: bool = False  # whether the failed Job's pods were looked at
+    # (kind, name) of objects named like a serving child that this model does not own: applying
+    # over them would take someone else's object (server-side apply with force merges into it).
+    conflicts: set[tuple[str, str]] = field(default_factory=set)
+    live_children: dict[str, dict[str, Any]] = field(default_factory=dict)  # owned serving objects by kind, as read
 
 
 @dataclass
@@ -44,6 +59,7 @@ class Plan:
     job_name: str | None = None
     artifact_uri: str | None = None
     needs_report: bool = False
+    needs_termination: bool = False  # the current Job failed: read why from its pods
     smoke_target: tuple[str, str, Any] | None = None  # (url, repository model name, signature)
 
 
@@ -140,16 +156,17 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
         if report is not None:
             status["report"] = report.model_dump(mode="json", by_alias=True, exclude_none=True)
     elif state == "failed":
-        conditions.append(condition("Optimized", False, reason, f"{message} (Job {current_job_name}; retried up to backoffLimit {settings.job_backoff_limit}; change the spec to try again)"))
+        plan.needs_termination = not observed.termination_read
+        reason, message = _failure(observed.termination, reason, message, current_job_name, settings)
+        conditions.append(condition("Optimized", False, reason, message))
+        revision = _previous_revision(previous)  # a failed re-optimization leaves the last one serving
     else:
         conditions.append(condition("Optimized", None, reason or "JobPending", message or f"creating optimization Job {current_job_name}"))
-        if previous.get("artifactUri"):
-            previous_report = previous.get("report")
-            revision = Revision(previous["artifactUri"], OptimizationReport.model_validate(previous_report) if previous_report else None)
+        revision = _previous_revision(previous)
 
     if revision is None:
         if state == "failed":
-            conditions.append(condition("Ready", False, "OptimizationFailed", message))
+            conditions.append(condition("Ready", False, reason if reason in REASON_OF_EXIT.values() else "OptimizationFailed", message))
             return finish("Failed")
         conditions.append(condition("Ready", False, "Optimizing", "waiting for the optimization Job"))
         return finish("Optimizing")
@@ -158,6 +175,12 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
         serving, batching = desired_serving(model, hardware, revision, settings)
     except ModelConfigError as exc:
         conditions.append(condition("Ready", False, "InvalidModelConfig", str(exc)))
+        return finish("Failed")
+    clashes = [f"{o['kind']} {o['metadata']['name']}" for o in serving if (o["kind"], o["metadata"]["name"]) in observed.conflicts]
+    if clashes:
+        message = f"{', '.join(clashes)} already exist(s) in namespace {model.namespace} and is not owned by InferenceModel {model.name}; nothing was applied over it: rename the model or remove that object"
+        conditions.append(condition("Ready", False, "NameConflict", message))
+        status["artifactUri"] = revision.artifact_uri
         return finish("Failed")
     plan.apply.extend(serving)
     status["artifactUri"] = revision.artifact_uri
@@ -192,6 +215,23 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
     if state == "failed":
         return finish("Failed")
     return finish("Ready" if ready else "Deploying")
+
+
+def _previous_revision(previous: dict[str, Any]) -> Revision | None:
+    """What the status says is deployed, if anything: it keeps serving until a new one is ready."""
+    if not previous.get("artifactUri"):
+        return None
+    report = previous.get("report")
+    return Revision(previous["artifactUri"], OptimizationReport.model_validate(report) if report else None)
+
+
+def _failure(termination: JobTermination | None, reason: str, message: str, job: str, settings: OperatorSettings) -> tuple[str, str]:
+    """Reason and message of a failed Job: the optimizer's own when it exited with a final code
+    (it wrote why to its termination message), else the Job controller's."""
+    if termination is not None and termination.exit_code in REASON_OF_EXIT:
+        said = termination.message.strip() or f"the optimizer exited with code {termination.exit_code}"
+        return REASON_OF_EXIT[termination.exit_code], f"{said} (Job {job}; not retried: change the spec to try again)"
+    return reason, f"{message} (Job {job}; retried up to backoffLimit {settings.job_backoff_limit}; change the spec to try again)"
 
 
 def _wanted_replicas(model: ModelRef, deployment: dict[str, Any] | None) -> int:

@@ -35,16 +35,19 @@ __all__ = [
 ]
 
 
-def backend_for(uri: str | ParsedUri) -> Backend:
+def backend_for(uri: str | ParsedUri, *, source: bool = False) -> Backend:
+    """`source`: a URI the spec names (model, eval data), read with the user's credentials
+    (credentials.source_settings); otherwise the artifact store, with the platform's."""
     parsed = parse_uri(uri) if isinstance(uri, str) else uri
     if parsed.scheme in ("file", "pvc"):
         from .local import LocalBackend
 
         return LocalBackend(parsed)
     if parsed.scheme == "s3":
+        from .credentials import source_settings
         from .s3 import S3Backend
 
-        return S3Backend(parsed)
+        return S3Backend(parsed, settings=source_settings() if source else None)
     if parsed.scheme == "https":
         from .https import HttpsBackend
 
@@ -55,9 +58,9 @@ def backend_for(uri: str | ParsedUri) -> Backend:
     )
 
 
-def fetch(uri: str, dest: Path) -> Path:
+def fetch(uri: str, dest: Path, *, source: bool = False) -> Path:
     dest.mkdir(parents=True, exist_ok=True)
-    return backend_for(uri).fetch(dest)
+    return backend_for(uri, source=source).fetch(dest)
 
 
 def publish(src_dir: Path, uri: str, marker: str = COMMIT_MARKER) -> None:

@@ -26,13 +26,21 @@ def make_client(settings: S3Settings | None = None):
     import boto3
     from botocore.config import Config
 
+    from botocore import UNSIGNED
+
     s = settings or S3Settings.load()
+    extra = {}
+    if s.isolated:
+        extra["ignore_configured_endpoint_urls"] = True  # not AWS_ENDPOINT_URL: that is the platform's
+        if not s.access_key_id:
+            extra["signature_version"] = UNSIGNED  # anonymous, not botocore's search for AWS_* keys
     config = Config(
         connect_timeout=5,
         read_timeout=120,
         retries={"max_attempts": 3, "mode": "standard"},
         # Custom endpoints (MinIO, versitygw, Ceph...) rarely have wildcard DNS for bucket hosts.
         s3={"addressing_style": "path" if s.endpoint_url else "auto"},
+        **extra,
     )
     session = boto3.session.Session(
         aws_access_key_id=s.access_key_id,
@@ -44,14 +52,15 @@ def make_client(settings: S3Settings | None = None):
 
 
 class S3Backend(Backend):
-    def __init__(self, uri, client=None) -> None:
+    def __init__(self, uri, client=None, settings: S3Settings | None = None) -> None:
         super().__init__(uri)
         self._client = client
+        self._settings = settings
 
     @property
     def client(self):
         if self._client is None:
-            self._client = make_client()
+            self._client = make_client(self._settings)
         return self._client
 
     @property

@@ -13,6 +13,9 @@ from .errors import StorageError, UnsupportedScheme
 SCHEMES = ("s3", "gs", "https", "file", "pvc")
 PVC_ROOT_ENV = "INFEROPS_PVC_ROOT"
 DEFAULT_PVC_ROOT = "/mnt/pvc"
+# A PersistentVolumeClaim's name (DNS-1123 subdomain): `.` or `..` as the authority would resolve
+# to the root of every claim or above it, which the containment check below cannot tell apart.
+_CLAIM_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,8 @@ def local_path(parsed: ParsedUri) -> Path:
     if parsed.scheme == "file":
         return Path(parsed.path)
     if parsed.scheme == "pvc":
+        if len(parsed.authority) > 253 or not _CLAIM_NAME.match(parsed.authority):
+            raise StorageError(f"{parsed}: {parsed.authority!r} is not a claim name (pvc://CLAIM/path, CLAIM a DNS-1123 name)")
         root = Path(os.environ.get(PVC_ROOT_ENV, DEFAULT_PVC_ROOT))
         path = (root / parsed.authority / parsed.path).resolve()
         claim_root = (root / parsed.authority).resolve()
