@@ -249,3 +249,13 @@ def test_smoke_inference_gates_ready(smoke, phase, reason):
     plan = desired_state(m, observed, settings, NOW)
     assert plan.status["phase"] == phase and cond(plan, "Ready")["reason"] == reason
     assert (plan.smoke_target is not None) == (smoke is None)
+
+
+def test_smoke_inference_goes_to_the_cluster_ip_when_the_service_has_one():
+    """No cluster DNS is needed: an operator outside the cluster reaches a ClusterIP, not a .svc name."""
+    m = model()
+    settings = OperatorSettings(artifact_root="s3://artifacts", smoke_test=True)
+    service = {"kind": "Service", "metadata": {"name": "digits-triton"}, "spec": {"clusterIP": "10.0.12.34"}}
+    for live, url in (({}, "http://digits-triton.ml.svc:8000"), ({"Service": service}, "http://10.0.12.34:8000")):
+        observed = Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Complete")], report_error="none", deployment=deployment(2), live_children=live)
+        assert desired_state(m, observed, settings, NOW).smoke_target[0] == url

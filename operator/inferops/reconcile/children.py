@@ -264,5 +264,12 @@ def endpoint(model: ModelRef) -> str:
     return f"http://{serving_name(model.name)}.{model.namespace}.svc:8000"
 
 
+def smoke_url(model: ModelRef, service: dict[str, Any] | None) -> str:
+    """Where the smoke inference goes: the Service's ClusterIP once it has one, so that it needs no
+    cluster DNS (an operator run outside the cluster has none); its DNS name otherwise."""
+    cluster_ip = ((service or {}).get("spec") or {}).get("clusterIP")
+    return f"http://{cluster_ip}:8000" if cluster_ip and cluster_ip != "None" else endpoint(model)
+
+
 def label_selector(model: ModelRef) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(model.name).items()))

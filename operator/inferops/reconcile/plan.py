@@ -9,7 +9,7 @@ from ..api.hardware_class import HardwareClassSpec
 from ..api.outcomes import REASON_OF_EXIT
 from ..api.report import OptimizationReport
 from ..triton.config import ModelConfigError
-from .children import ModelRef, Revision, artifact_uri, desired_job, desired_serving, endpoint, label_selector, model_signature, repository_model_name
+from .children import ModelRef, Revision, artifact_uri, desired_job, desired_serving, endpoint, label_selector, model_signature, repository_model_name, smoke_url
 from .conditions import condition, merge_conditions
 from .naming import job_name, optimization_hash
 from .settings import OperatorSettings
@@ -195,7 +195,8 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
 
     if ready and settings.smoke_test:
         if observed.smoke is None:
-            plan.smoke_target = (endpoint(model), repository_model_name(model, revision), model_signature(model.spec, revision.report))
+            url = smoke_url(model, observed.live_children.get("Service"))
+            plan.smoke_target = (url, repository_model_name(model, revision), model_signature(model.spec, revision.report))
             ready = False
             smoke_reason, smoke_message = "SmokeTestPending", "sending a smoke inference"
         elif not observed.smoke.ok:
