@@ -14,7 +14,7 @@ import pytest
 
 from inferops.optimize.dense_chain import DenseChain, Layer
 
-from s3server import free_port
+from inferops.devcluster.cluster import free_port
 
 
 def _inferops(*argv: str, env: dict) -> subprocess.CompletedProcess:

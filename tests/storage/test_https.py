@@ -9,7 +9,7 @@ import pytest
 
 from inferops.storage import NotFound, StorageError, Unreachable, fetch, publish
 
-from s3server import free_port
+from inferops.devcluster.cluster import free_port
 
 
 @pytest.fixture(scope="module")

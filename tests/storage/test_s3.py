@@ -10,7 +10,7 @@ from inferops.storage import AccessDenied, NotFound, Unreachable, fetch, list_fi
 from inferops.storage.pull import pull, sha256_file
 from inferops.storage.errors import IncompleteArtifact
 
-from s3server import free_port
+from inferops.devcluster.cluster import free_port
 
 
 @pytest.fixture
