@@ -12,7 +12,7 @@ import pytest
 
 from inferops.devcluster.cluster import free_port
 
-from conftest import OPERATOR_NAMESPACE, REPO, OperatorProcess, chart_rbac
+from operator_harness import OPERATOR_NAMESPACE, REPO, OperatorProcess, chart_rbac
 from test_operator import model_manifest, names, poll, wait_phase
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
