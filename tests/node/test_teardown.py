@@ -8,13 +8,20 @@ import pytest
 from inferops.devcluster import hoststate
 from inferops.devcluster.node import NODE_IP
 
-from .conftest import start_real_cluster
+from .conftest import sigterm_as_interrupt, start_real_cluster
 from .test_real_node import apply, pod, wait_ready
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
 
 def test_teardown_leaves_the_host_as_it_was(tmp_path):
+    before = hoststate.snapshot(extra_roots=[tmp_path])
+    with sigterm_as_interrupt():
+        _run_and_stop(tmp_path)
+    assert hoststate.compare(before, hoststate.snapshot(extra_roots=[tmp_path])) == []
+
+
+def _run_and_stop(tmp_path) -> None:
     before = hoststate.snapshot(extra_roots=[tmp_path])
     cluster = start_real_cluster(tmp_path / "cluster")
     try:
@@ -32,4 +39,3 @@ def test_teardown_leaves_the_host_as_it_was(tmp_path):
         assert any(":KUBE-SERVICES" in d for d in during), during
     finally:
         cluster.stop()
-    assert hoststate.compare(before, hoststate.snapshot(extra_roots=[tmp_path])) == []
