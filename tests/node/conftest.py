@@ -5,7 +5,9 @@ they fail instead, so a broken node never passes as "skipped"."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import uuid
 
 import pytest
@@ -33,13 +35,29 @@ def start_real_cluster(workdir) -> LocalCluster:
     return cluster
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """A CI timeout or `kill` sends SIGTERM: make it unwind like Ctrl-C, so the node's
+    teardown still undoes the host changes (SIGKILL cannot be caught; see hoststate)."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @pytest.fixture(scope="module")
 def real_cluster(tmp_path_factory):
-    cluster = start_real_cluster(tmp_path_factory.mktemp("real"))
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    with sigterm_as_interrupt():
+        cluster = start_real_cluster(tmp_path_factory.mktemp("real"))
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture

@@ -8,14 +8,21 @@ import pytest
 from inferops.devcluster import hoststate
 from inferops.devcluster.node import NODE_IP
 
-from .conftest import start_real_cluster
+from .conftest import sigterm_as_interrupt, start_real_cluster
 from .test_real_node import apply, pod, wait_ready
 
 pytestmark = [pytest.mark.node, pytest.mark.slow]
 
 
 def test_teardown_leaves_the_host_as_it_was(tmp_path):
-    before = hoststate.snapshot()
+    before = hoststate.snapshot(extra_roots=[tmp_path])
+    with sigterm_as_interrupt():
+        _run_and_stop(tmp_path)
+    assert hoststate.compare(before, hoststate.snapshot(extra_roots=[tmp_path])) == []
+
+
+def _run_and_stop(tmp_path) -> None:
+    before = hoststate.snapshot(extra_roots=[tmp_path])
     cluster = start_real_cluster(tmp_path / "cluster")
     try:
         node = cluster.nodes[0]
@@ -25,8 +32,10 @@ def test_teardown_leaves_the_host_as_it_was(tmp_path):
         apply(cluster, "teardown", pod("web", node.images["inferops-ok"], ["serve", "8080"], {"app": "web"}))
         apply(cluster, "teardown", {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}})
         wait_ready(cluster, "teardown", "web")
-        during = hoststate.compare(before, hoststate.snapshot())
-        assert any(NODE_IP in d or "inferops0" in d for d in during), during  # the snapshot sees the node
+        during = hoststate.compare(before, hoststate.snapshot(extra_roots=[tmp_path]))
+        # The snapshot sees the node: its bridge and routes, its mounts, its chains.
+        assert any(NODE_IP in d or "inferops0" in d for d in during), during
+        assert any(d.startswith("mounts: new") for d in during), during
+        assert any(":KUBE-SERVICES" in d for d in during), during
     finally:
         cluster.stop()
-    assert hoststate.compare(before, hoststate.snapshot()) == []

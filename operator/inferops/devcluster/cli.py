@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from .binaries import CONTROL_PLANE_BINARIES, cache_root, ensure_binaries
+from .binaries import CONTROL_PLANE_BINARIES, NODE_BINARIES, cache_root, ensure_binaries
 from .supervisor import PID_FILE, READY_FILE
 
 
@@ -20,6 +20,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("up", "down", "status"))
     parser.add_argument("--kubeconfig", type=Path, help="also write the admin kubeconfig here (up)")
     parser.add_argument("--state-dir", type=Path, default=cache_root() / "dev", help="where the cluster keeps its state")
+    parser.add_argument("--real-nodes", type=int, default=0, choices=(0, 1), help="real CPU nodes (containerd, kubelet, kube-proxy) beside kwok's fake ones; needs root, runc, the CNI plugins and iptables (up)")
     parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the started processes to be ready (a first build is not counted)")
 
 
@@ -43,15 +44,24 @@ def _up(args: argparse.Namespace) -> int:
     (state / READY_FILE).unlink(missing_ok=True)
     # The build runs here, in the foreground, so that its progress reaches the terminal and its
     # minutes never count against the start-up timeout below.
+    real_nodes = getattr(args, "real_nodes", 0)  # Namespaces built by callers may predate the option
+    if real_nodes:
+        from .node import NodeError, check_host
+
+        try:
+            check_host()
+        except NodeError as exc:
+            print(f"cannot start a real node: {exc}", file=sys.stderr)
+            return 1
     try:
-        ensure_binaries(CONTROL_PLANE_BINARIES)
+        ensure_binaries(CONTROL_PLANE_BINARIES + (NODE_BINARIES if real_nodes else ()))
     except RuntimeError as exc:  # no Go toolchain, or a failed build (its last lines follow)
         print(f"inferops dev up: {exc}", file=sys.stderr)
         return 1
     log = state / "supervisor.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "inferops.devcluster.supervisor", "--state-dir", str(state)],
+            [sys.executable, "-m", "inferops.devcluster.supervisor", "--state-dir", str(state), "--real-nodes", str(real_nodes)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     print("starting the local control plane...", file=sys.stderr)

@@ -157,8 +157,11 @@ class LocalCluster(Cluster):
         (self.workdir / "logs").mkdir(exist_ok=True)
         try:
             self._start_all(time.monotonic() + timeout)
-        except BaseException:
-            self.stop()
+        except BaseException as exc:
+            try:
+                self.stop()
+            except ClusterError as cleanup:  # keep the start failure as the error raised
+                exc.add_note(str(cleanup))
             raise
         return self
 

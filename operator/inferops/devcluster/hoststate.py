@@ -42,6 +42,11 @@ PATHS = (
     "/run/inferops",  # ours (node.py): short socket and kubelet paths
     "/var/lib/inferops",
 )
+# Where the node's mounts land (its own directories are added by the caller). Others' mounts
+# elsewhere (a debootstrap's /proc under ~/.cache...) are neither compared nor touched.
+MOUNT_ROOTS = ("/run", "/var", "/sys/fs/cgroup")
+# Only new mounts here (and in the node's own directories) are unmounted by undo().
+NODE_MOUNT_ROOTS = ("/run/netns", "/var/run/netns", "/run/containerd", "/var/lib/kubelet", "/var/lib/cni", "/run/inferops", "/var/lib/inferops")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CHAIN_PREFIXES = ("KUBE-", "CNI-")
 
@@ -54,9 +59,14 @@ def _sysctl_path(name: str) -> Path:
     return Path("/proc/sys") / name.replace(".", "/")
 
 
-def _mounts() -> list[str]:
+def _under(path: str, roots) -> bool:
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in map(str, roots))
+
+
+def _mounts(roots=None) -> list[str]:
     # mountinfo field 5 is the mount point, with spaces escaped as \040
-    return [line.split()[4].replace("\\040", " ") for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    points = [line.split()[4].replace("\\040", " ") for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return points if roots is None else [m for m in points if _under(m, roots)]
 
 
 def _iptables(tool: str) -> dict[str, set[str]]:
@@ -113,9 +123,10 @@ class HostState:
     nft_tables: set[str] = field(default_factory=set)
 
 
-def snapshot() -> HostState:
+def snapshot(extra_roots: list[Path | str] = ()) -> HostState:
+    """`extra_roots`: directories of ours (the cluster workdir) whose mounts count too."""
     return HostState(
-        mounts=_mounts(),
+        mounts=_mounts([*MOUNT_ROOTS, *extra_roots]),
         links={line.split(":")[1].strip().split("@")[0] for line in _run("ip", "-o", "link", "show").splitlines() if ":" in line},
         routes=set(_run("ip", "route", "show", "table", "all").splitlines()),
         netns=set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set(),
@@ -167,7 +178,7 @@ def umount_under(prefixes: list[Path | str]) -> None:
     """Unmount every mount point under `prefixes`, deepest first (lazily if busy)."""
     roots = [str(p).rstrip("/") for p in prefixes]
     for mount in sorted(set(_mounts()), key=len, reverse=True):
-        if any(mount == r or mount.startswith(r + "/") for r in roots):
+        if _under(mount, roots):
             for _ in range(_mounts().count(mount)):  # the kubelet's root dir is mounted onto itself
                 if subprocess.run(["umount", mount], capture_output=True).returncode != 0:
                     subprocess.run(["umount", "-l", mount], capture_output=True)
@@ -204,7 +215,7 @@ def undo(before: HostState, extra_mounts: list[Path | str] = ()) -> list[str]:
             errors.append(f"{what}: {exc}")
 
     now = snapshot()
-    new_mounts = [m for m in set(now.mounts) if now.mounts.count(m) > before.mounts.count(m)]
+    new_mounts = [m for m in set(now.mounts) if now.mounts.count(m) > before.mounts.count(m) and _under(m, NODE_MOUNT_ROOTS)]
     attempt("mounts", umount_under, [*extra_mounts, *new_mounts])
     for ns in sorted(now.netns - before.netns):
         attempt(f"netns {ns}", _ip, "netns", "delete", ns)

@@ -14,12 +14,14 @@ CIDR out of any other interface: nothing leaves the machine.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -38,6 +40,7 @@ SERVICE_CIDR = "10.0.0.0/16"
 BRIDGE = "inferops0"  # our own name, so no other CNI setup's cni0 is touched
 CNI_BIN = "/usr/lib/cni"  # Debian's containernetworking-plugins
 LABELS = {"inferops.dev/node": "real", "node.kubernetes.io/instance-type": "real-cpu"}
+LOCK_WAIT = 600  # seconds a second session waits for the host's real node beyond its start timeout
 APT_HINT = "apt-get install -y runc containernetworking-plugins iptables"
 DROP_RULE = ["FORWARD", "-s", POD_CIDR, "!", "-o", BRIDGE, "-m", "comment", "--comment", "inferops: pods never leave this host", "-j", "DROP"]
 
@@ -75,16 +78,28 @@ class RealNode:
         if len(str(self.kubelet_root)) > 60:
             self.kubelet_root = Path("/var/lib/inferops") / self.run_dir.name / "kubelet"
         self.before: hoststate.HostState | None = None
+        self._lock = None  # the host lock's file, held while the node runs
         self._bins: dict[str, Path] = {}
         self.images: dict[str, str] = {}  # binary name -> image reference, imported into containerd
 
     # -- start ----------------------------------------------------------------------------
 
     def start(self, pki: LocalPKI, deadline: float) -> None:
+        """Start the node, or raise NodeError with one line (the logs say more)."""
+        try:
+            self._start(pki, deadline)
+        except NodeError:
+            raise
+        except Exception as exc:  # a failed start: the host cannot run the node as configured
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise NodeError(f"real node {self.name} did not start: {first} (logs: {self.cluster.workdir / 'logs'})") from exc
+
+    def _start(self, pki: LocalPKI, deadline: float) -> None:
         check_host()
-        if Path(f"/sys/class/net/{BRIDGE}").exists():
-            raise NodeError(f"another real node runs on this host ({BRIDGE} exists); one per host for now")
         self._bins = binaries.ensure_binaries(binaries.NODE_BINARIES)
+        self._take_host_lock(deadline + LOCK_WAIT)
+        if Path(f"/sys/class/net/{BRIDGE}").exists():  # left by a process killed with SIGKILL
+            raise NodeError(f"{BRIDGE} exists but no real node holds the host lock: a killed run left it (ip link delete {BRIDGE})")
         self.before = hoststate.snapshot()
         for sub in ("containerd", "pod-logs", "cni/net.d", "cni/ipam", "volume-plugins", "pki"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
@@ -98,6 +113,24 @@ class RealNode:
         self.cluster._wait(self.ready, deadline, f"real node {self.name} to become Ready")
         self._kube_proxy(pki)
         self.cluster._wait(self._proxy_synced, deadline, f"kube-proxy on {self.name}")
+
+    def _take_host_lock(self, deadline: float) -> None:
+        """One real node per host (they would share /kubepods, iptables, the bridge): a second
+        test session waits for the first to stop its node, bounded."""
+        self._lock = open(binaries.cache_root() / "real-node.lock", "w")
+        waited = False
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    self._lock.close()
+                    raise NodeError("another real node kept this host busy; one per host for now") from None
+                if not waited:
+                    print(f"[inferops node] another real node runs on this host; waiting up to {deadline - time.monotonic():.0f}s", file=sys.stderr, flush=True)
+                    waited = True
+                time.sleep(1)
 
     def _network(self) -> None:
         def ip(*args: str) -> None:
@@ -309,18 +342,27 @@ state = "{self.run_dir / 'state'}"
         """Stop everything and undo every host change; returns the errors met."""
         errors: list[str] = []
         if self.before is None:
+            if self._lock is not None:
+                self._lock.close()
             return errors
         procs = {p.name: p for p in self.cluster.node_procs(self.name)}
-        if f"{self.name}-kubelet" in procs:
-            try:
-                self.drain()
-            except Exception as exc:  # keep tearing down
-                errors.append(f"drain: {exc}")
-        for name in ("kube-proxy", "kubelet"):
+        try:
+            if f"{self.name}-kubelet" in procs:
+                try:
+                    self.drain()
+                except Exception as exc:  # keep tearing down
+                    errors.append(f"drain: {exc}")
+            for name in ("kube-proxy", "kubelet"):
+                self.cluster.stop_proc(procs.get(f"{self.name}-{name}"))
+            if f"{self.name}-containerd" in procs and self.sock.exists():
+                errors += self._remove_containers()
+        finally:  # an interrupt (Ctrl-C) during the polite part still gets the host undone
+            self._force_stop(procs, errors)
+        return errors
+
+    def _force_stop(self, procs: dict, errors: list[str]) -> None:
+        for name in ("kube-proxy", "kubelet", "containerd"):
             self.cluster.stop_proc(procs.get(f"{self.name}-{name}"))
-        if f"{self.name}-containerd" in procs and self.sock.exists():
-            errors += self._remove_containers()
-        self.cluster.stop_proc(procs.get(f"{self.name}-containerd"))
         self._kill_shims()
         # The drop rule goes with the other new rules, in undo(), and only if it is new.
         errors += hoststate.undo(self.before, extra_mounts=[self.dir, self.run_dir, self.kubelet_root])
@@ -330,7 +372,7 @@ state = "{self.run_dir / 'state'}"
                 if own.parent.exists() and not any(own.parent.iterdir()):
                     own.parent.rmdir()
         self.before = None
-        return errors
+        self._lock.close()  # releases the host lock
 
     def _remove_containers(self) -> list[str]:
         """Kill what the kubelet left running (sandboxes included), so every shim exits."""

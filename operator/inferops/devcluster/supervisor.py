@@ -18,11 +18,12 @@ PID_FILE = "supervisor.pid"
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--state-dir", type=Path, required=True)
+    parser.add_argument("--real-nodes", type=int, default=0)
     args = parser.parse_args()
     state: Path = args.state_dir
     (state / PID_FILE).write_text(str(os.getpid()))
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    cluster = LocalCluster(state / "cluster")
+    cluster = LocalCluster(state / "cluster", real_nodes=args.real_nodes)
     try:
         cluster.start()
         (state / READY_FILE).write_text(json.dumps({"kubeconfig": str(cluster.kubeconfig), "server": cluster.server, "pids": cluster.pids}))
