@@ -21,6 +21,7 @@ FIXTURE_BINARIES: dict[str, tuple[str, ...]] = {
     "operator": ("helm",),  # renders the chart's RBAC
     "real_cluster": binaries.CONTROL_PLANE_BINARIES + binaries.NODE_BINARIES,
 }
+IMAGES_FIXTURE = "built_images"  # the local images (tests/node)
 
 
 def binaries_needed(items: list[pytest.Item], cluster_mode: str) -> tuple[str, ...]:
@@ -34,13 +35,22 @@ def binaries_needed(items: list[pytest.Item], cluster_mode: str) -> tuple[str, .
     return tuple(dict.fromkeys(needed))
 
 
+def images_needed(items: list[pytest.Item]) -> bool:
+    return any(IMAGES_FIXTURE in getattr(item, "fixturenames", ()) for item in items)
+
+
 def build_before_tests(session: pytest.Session) -> None:
     names = binaries_needed(session.items, session.config.getoption("--cluster"))
-    if not names:
+    images = images_needed(session.items)
+    if not names and not images:
         return
     capture = session.config.pluginmanager.getplugin("capturemanager")
     with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
         try:
             binaries.ensure_binaries(names)
+            if images:
+                from inferops.devcluster import local_images
+
+                local_images.build_images(local_images.NODE_TEST_IMAGES)
         except Exception as exc:  # noqa: BLE001 - the fixtures that need them fail with the same error
-            print(f"[inferops build] could not build {', '.join(names)}: {exc}", file=sys.stderr, flush=True)
+            print(f"[inferops build] could not build what the tests need: {exc}", file=sys.stderr, flush=True)

@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 import uuid
 
 import pytest
 
+from inferops.devcluster import local_images
 from inferops.devcluster.cluster import LocalCluster
 from inferops.devcluster.node import NodeError, check_host
 
@@ -72,3 +74,14 @@ def real_namespace(real_cluster: LocalCluster):
 def node_images(real_cluster: LocalCluster) -> dict[str, str]:
     """Image references of our static programs, imported into the node's containerd."""
     return real_cluster.nodes[0].images
+
+
+@pytest.fixture(scope="module")
+def built_images(real_cluster: LocalCluster) -> dict[str, str]:
+    """The optimizer and CPU Triton images built here (cached), imported into the node's containerd."""
+    built = local_images.build_images(local_images.NODE_TEST_IMAGES)
+    for image in built.values():
+        started = time.monotonic()
+        real_cluster.nodes[0].import_archive(image.archive)
+        print(f"{image.reference}: {image.size_bytes / 2**20:.0f} MiB, imported in {time.monotonic() - started:.1f} s")
+    return {key: image.reference for key, image in built.items()}

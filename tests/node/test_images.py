@@ -12,22 +12,11 @@ import onnxruntime as ort
 import pytest
 import tritonclient.http as httpclient
 
-from inferops.devcluster import local_images
 from inferops.triton.sample_model import INPUT, OUTPUT, digits_samples, mlp_to_onnx, train_digits_mlp
 
 from .test_real_node import SELECTOR, apply, wait_ready
 
 pytestmark = [pytest.mark.node, pytest.mark.slow, pytest.mark.timeout(900)]
-
-
-@pytest.fixture(scope="module")
-def images(real_cluster) -> dict[str, str]:
-    built = local_images.build_images(("optimizer", "triton-cpu"))
-    for image in built.values():
-        started = time.monotonic()
-        real_cluster.nodes[0].import_archive(image.archive)
-        print(f"{image.reference}: {image.size_bytes / 2**20:.0f} MiB, imported in {time.monotonic() - started:.1f} s")
-    return {key: image.reference for key, image in built.items()}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +37,7 @@ def host_data(folder) -> dict:
     return {"name": "data", "hostPath": {"path": str(folder), "type": "Directory"}}
 
 
-def test_optimizer_and_triton_images_optimize_and_serve_on_the_real_node(real_cluster, real_namespace, images, data_dir):
+def test_optimizer_and_triton_images_optimize_and_serve_on_the_real_node(real_cluster, real_namespace, built_images, data_dir):
     job = {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -60,7 +49,7 @@ def test_optimizer_and_triton_images_optimize_and_serve_on_the_real_node(real_cl
                     "nodeSelector": SELECTOR,
                     "restartPolicy": "Never",
                     "containers": [{
-                        "name": "optimize", "image": images["optimizer"], "imagePullPolicy": "Never",
+                        "name": "optimize", "image": built_images["optimizer"], "imagePullPolicy": "Never",
                         "args": ["optimize", "--model", "file:///data/model.onnx", "--recipe", "quantize-int8-dynamic", "--eval-data", "file:///data/eval.npz",
                                  "--accuracy-budget", "0.02", "--output", "file:///data/artifact", "--model-name", "digits", "--report", "/data/report.json"],
                         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
@@ -88,12 +77,12 @@ def test_optimizer_and_triton_images_optimize_and_serve_on_the_real_node(real_cl
             "nodeSelector": SELECTOR,
             "terminationGracePeriodSeconds": 5,
             "initContainers": [{
-                "name": "fetch-model", "image": images["optimizer"], "imagePullPolicy": "Never",
+                "name": "fetch-model", "image": built_images["optimizer"], "imagePullPolicy": "Never",
                 "args": ["pull", "--uri", "file:///data/artifact", "--dest", "/models/repository", "--python-backend"],
                 "volumeMounts": [{"name": "data", "mountPath": "/data"}, {"name": "models", "mountPath": "/models"}],
             }],
             "containers": [{
-                "name": "triton", "image": images["triton-cpu"], "imagePullPolicy": "Never", "command": ["tritonserver"],
+                "name": "triton", "image": built_images["triton-cpu"], "imagePullPolicy": "Never", "command": ["tritonserver"],
                 "args": ["--model-repository=/models/repository", "--model-control-mode=none", "--strict-readiness=true", "--allow-gpu-metrics=false"],
                 "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": 8000}, "periodSeconds": 2},
                 "volumeMounts": [{"name": "models", "mountPath": "/models"}, {"name": "dshm", "mountPath": "/dev/shm"}],

@@ -50,13 +50,18 @@ class ImageDefinition:
 
 DEFINITIONS = {
     "operator": ImageDefinition("inferops.dev/operator", (), ["inferops"], ["operator", "--liveness=http://0.0.0.0:8080/healthz"]),
-    "optimizer": ImageDefinition("inferops.dev/optimizer", ("optimize",), ["inferops"], ["optimize", "--help"]),
+    # serve: `--tune` profiles on the wheel's tritonserver inside the Job, until tuning moves to a
+    # pod of its own on the class's Triton image.
+    "optimizer": ImageDefinition("inferops.dev/optimizer", ("optimize", "serve"), ["inferops"], ["optimize", "--help"]),
     "triton-cpu": ImageDefinition(
         "inferops.dev/triton-cpu", ("serve",), ["tritonserver"], [],
         files={"usr/local/bin/tritonserver": (TRITONSERVER, 0o755)},
         more_requirements=("onnxruntime>=1.18",),  # model.py of the Python backend runs it
     ),
 }
+
+
+NODE_TEST_IMAGES = ("optimizer", "triton-cpu")  # what the real-node tests run
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,167 @@
+"""The whole flow on the real node: a model in the local S3, the operator (the real process, as
+its ServiceAccount), the optimization Job running `inferops optimize --tune` in the optimizer
+image, the Triton pod pulling and serving on the CPU Triton image, the smoke inference through
+the Service, and an inference from this host that answers like ONNX Runtime on the artifact."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import tritonclient.http as httpclient
+
+from inferops.devcluster.cluster import free_port
+from inferops.devcluster.node import LABELS, NODE_IP
+from inferops.devcluster.s3 import LocalS3
+from inferops.triton.sample_model import INPUT, OUTPUT, digits_samples, mlp_to_onnx, train_digits_mlp
+from operator_harness import OPERATOR_NAMESPACE, OPERATOR_SA, REPO, OperatorProcess, chart_rbac
+
+pytestmark = [pytest.mark.node, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
+CLASS = "real-cpu"
+
+
+@pytest.fixture(scope="module")
+def node_s3(real_cluster, tmp_path_factory):
+    """The model and artifact store, on the node's bridge address: pods and this host reach it."""
+    server = LocalS3(tmp_path_factory.mktemp("node-s3"), host=NODE_IP)
+    try:
+        s3 = server.start()
+        for bucket in ("models", "artifacts"):
+            s3.make_bucket(bucket)
+        yield s3
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def digits_in_s3(node_s3):
+    """A digits classifier trained from scikit-learn's bundled data, with its eval set."""
+    from sklearn.datasets import load_digits
+
+    with tempfile.TemporaryDirectory() as tmp:
+        classifier, _ = train_digits_mlp(hidden=(256,), max_iter=30)
+        model = mlp_to_onnx(classifier, Path(tmp) / "model.onnx")
+        node_s3.client().upload_file(str(model), "models", "digits/model.onnx")
+    x, y = load_digits(return_X_y=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **{INPUT: (x[:400] / 16.0).astype(np.float32)}, labels=y[:400].astype(np.int64))
+    node_s3.client().put_object(Bucket="models", Key="digits/eval.npz", Body=buffer.getvalue())
+    return {"model": "s3://models/digits/model.onnx", "eval": "s3://models/digits/eval.npz"}
+
+
+@pytest.fixture(scope="module")
+def node_operator(real_cluster, node_s3, built_images, tmp_path_factory):
+    cluster = real_cluster
+    workdir = tmp_path_factory.mktemp("node-operator")
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    for crd in ("inferencemodels.inferops.dev", "hardwareclasses.inferops.dev"):
+        cluster.kubectl("wait", f"crd/{crd}", "--for=condition=Established", "--timeout=30s")
+    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    for obj in chart_rbac(OPERATOR_NAMESPACE):
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    hardware_class = {
+        "apiVersion": "inferops.dev/v1alpha1", "kind": "HardwareClass", "metadata": {"name": CLASS},
+        "spec": {"instanceKind": "KIND_CPU", "nodeSelector": {"inferops.dev/node": LABELS["inferops.dev/node"]}, "onnxBackend": "python",
+                 "tritonImage": built_images["triton-cpu"], "optimizerImage": built_images["optimizer"]},
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(hardware_class))
+    token = cluster.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NAMESPACE, "--duration=24h").stdout.strip()
+    kubeconfig = workdir / "operator.kubeconfig"
+    cluster.with_token(token, kubeconfig)
+    env = dict(
+        os.environ, **node_s3.env(),  # the operator reads each artifact's report.json
+        KUBECONFIG=str(kubeconfig), INFEROPS_ARTIFACT_ROOT="s3://artifacts", INFEROPS_STORAGE_SECRET="inferops-storage",
+        INFEROPS_SMOKE_TEST="true", INFEROPS_METRICS_PORT="0", INFEROPS_WEBHOOK=f"local:{free_port()}",
+        INFEROPS_RESYNC_SECONDS="3600", INFEROPS_WATCH_SERVER_TIMEOUT="60",
+    )
+    proc = OperatorProcess(cluster, workdir, env)
+    proc.start()
+    yield proc
+    proc.stop()
+    cluster.kubectl("delete", "validatingwebhookconfiguration", "validate.inferops.dev", check=False)
+
+
+@pytest.fixture
+def tenant(real_cluster, real_namespace, node_s3) -> str:
+    """A namespace with the platform's artifact-store Secret and the team's own model Secret."""
+    for name in ("inferops-storage", "team-s3"):
+        real_cluster.kubectl("create", "secret", "generic", name, "-n", real_namespace, *(f"--from-literal={k}={v}" for k, v in node_s3.env().items()))
+    return real_namespace
+
+
+def inference_model(name: str, digits: dict, recipe: str, budget: float, **serving) -> dict:
+    return {
+        "apiVersion": "inferops.dev/v1alpha1", "kind": "InferenceModel", "metadata": {"name": name},
+        "spec": {
+            "model": {"uri": digits["model"], "credentialsSecret": "team-s3"},
+            "optimization": {"recipe": recipe, "evalData": digits["eval"], "accuracyBudget": budget, "timeoutSeconds": 900},
+            "hardware": {"class": CLASS},
+            "serving": {"replicas": 1, "latencyObjectiveMs": 200, **serving},
+        },
+    }
+
+
+def wait_for(cluster, namespace: str, name: str, done, timeout: float, operator) -> dict:
+    deadline, model = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        model = json.loads(cluster.kubectl("get", "im", name, "-n", namespace, "-o", "json").stdout)
+        if done(model.get("status") or {}):
+            return model
+        time.sleep(2)
+    pods = cluster.kubectl("get", "pods", "-n", namespace, "-o", "wide", check=False).stdout
+    logs = cluster.kubectl("logs", "-n", namespace, "-l", "inferops.dev/model", "--all-containers", "--tail=40", check=False).stdout
+    pytest.fail(f"{name}: not done in {timeout:.0f}s; status: {json.dumps(model.get('status'), indent=1)[:4000]}\npods:\n{pods}\nlogs:\n{logs[-4000:]}\noperator:\n{operator.tail(40)}")
+
+
+def test_a_model_from_s3_is_optimized_tuned_served_and_answers_like_onnx_runtime(real_cluster, node_operator, tenant, digits_in_s3, node_s3):
+    started = time.monotonic()
+    real_cluster.kubectl("apply", "-n", tenant, "-f", "-", input=json.dumps(inference_model("digits", digits_in_s3, "quantize-int8-dynamic", 0.02)))
+    model = wait_for(real_cluster, tenant, "digits", lambda s: s.get("phase") in ("Ready", "Failed"), 900, node_operator)
+    status = model["status"]
+    assert status["phase"] == "Ready", json.dumps(status, indent=1)
+    print(f"\napply to Ready on the real node: {time.monotonic() - started:.0f} s")
+    report = status["report"]
+    assert report["steps"][-1] == "quantize-int8-dynamic" and report["accuracy"]["passed"]
+    assert report["sizeBytes"]["after"] < report["sizeBytes"]["before"]
+    assert report["tuning"]["measurements"] >= 1 and status["batching"] == report["tuning"]["chosen"]
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert "smoke inference" in ready["message"], ready  # sent by the operator through the Service
+
+    # The Triton pod pulled and verified the artifact and runs on the real node.
+    pods = json.loads(real_cluster.kubectl("get", "pods", "-n", tenant, "-l", "app.kubernetes.io/component=serving", "-o", "json").stdout)["items"]
+    assert pods and all(p["spec"]["nodeName"] == real_cluster.nodes[0].name for p in pods)
+
+    # An inference from this host through the Service answers like ONNX Runtime on the artifact.
+    artifact = status["artifactUri"].removeprefix("s3://artifacts/")
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(tmp) / "model.onnx"
+        node_s3.client().download_file("artifacts", f"{artifact}/{report['modelName']}/1/model.onnx", str(local))
+        rows = digits_samples(8)
+        expected = ort.InferenceSession(str(local)).run(None, {INPUT: rows})[0]
+    cluster_ip = real_cluster.kubectl("get", "service", "digits-triton", "-n", tenant, "-o", "jsonpath={.spec.clusterIP}").stdout
+    client = httpclient.InferenceServerClient(f"{cluster_ip}:8000")
+    request = httpclient.InferInput(INPUT, list(rows.shape), "FP32")
+    request.set_data_from_numpy(rows)
+    got = client.infer(report["modelName"], [request]).as_numpy(OUTPUT)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_a_broken_accuracy_budget_fails_once_says_why_and_deploys_nothing(real_cluster, node_operator, tenant, digits_in_s3):
+    spec = inference_model("too-sparse", digits_in_s3, "prune", 0.001, dynamicBatching={"mode": "disabled"})
+    spec["spec"]["optimization"]["parameters"] = {"sparsity": "0.97"}
+    real_cluster.kubectl("apply", "-n", tenant, "-f", "-", input=json.dumps(spec))
+    model = wait_for(real_cluster, tenant, "too-sparse", lambda s: s.get("phase") == "Failed", 600, node_operator)
+    optimized = next(c for c in model["status"]["conditions"] if c["type"] == "Optimized")
+    assert optimized["status"] == "False" and optimized["reason"] == "AccuracyBudgetExceeded", optimized
+    assert "dropped by" in optimized["message"], optimized  # the measured drop, from the termination message
+    job_pods = real_cluster.kubectl("get", "pods", "-n", tenant, "-l", "inferops.dev/model=too-sparse,app.kubernetes.io/component=optimizer", "-o", "name").stdout.split()
+    assert len(job_pods) == 1, f"exit code 3 is final: the Job must not retry ({job_pods})"
+    deployments = real_cluster.kubectl("get", "deployments", "-n", tenant, "-o", "name").stdout.split()
+    assert "deployment.apps/too-sparse-triton" not in deployments
