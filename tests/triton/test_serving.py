@@ -48,6 +48,8 @@ def test_rendered_repository_loads_and_answers(make_repository, tmp_path):
             client.close()
         probe = smoke_infer(server.http_url, MODEL, SIGNATURE)
         assert probe["outputs"] == {OUTPUT: [1, 10]}
+        # The operator's form: a URL with its scheme, as status.endpoint shows it.
+        assert smoke_infer(f"http://{server.http_url}", MODEL, SIGNATURE)["outputs"] == {OUTPUT: [1, 10]}
         assert smoke_infer(server.grpc_url, MODEL, SIGNATURE, protocol="grpc")["outputs"] == {OUTPUT: [1, 10]}
         with pytest.raises(ProbeError, match="'nope' is not ready"):
             smoke_infer(server.http_url, "nope", SIGNATURE)

@@ -24,6 +24,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=180, help="seconds to wait for the started processes to be ready (a first build is not counted)")
 
 
+class LaunchError(RuntimeError):
+    pass
+
+
+def launch(state: Path, supervisor_args: list[str], timeout: float) -> dict:
+    """Start the supervisor that owns the local cluster, detached, and wait until it is ready
+    (its ready.json), showing its log as it comes; returns what ready.json says."""
+    log = state / "supervisor.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "inferops.devcluster.supervisor", "--state-dir", str(state), *supervisor_args],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    print("starting the local control plane...", file=sys.stderr)
+    deadline, shown = time.monotonic() + timeout, 0
+    while not (state / READY_FILE).exists():
+        text = log.read_text(errors="replace")
+        sys.stderr.write(text[shown:])
+        shown = len(text)
+        if proc.poll() is not None:
+            raise LaunchError(f"the local control plane failed to start (log: {log})")
+        if time.monotonic() > deadline:
+            proc.terminate()
+            raise LaunchError(f"timed out after {timeout:.0f}s (log: {log})")
+        time.sleep(0.5)
+    return json.loads((state / READY_FILE).read_text())
+
+
 def _running_pid(state: Path) -> int | None:
     try:
         pid = int((state / PID_FILE).read_text())
@@ -58,27 +86,12 @@ def _up(args: argparse.Namespace) -> int:
     except RuntimeError as exc:  # no Go toolchain, or a failed build (its last lines follow)
         print(f"inferops dev up: {exc}", file=sys.stderr)
         return 1
-    log = state / "supervisor.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "inferops.devcluster.supervisor", "--state-dir", str(state), "--real-nodes", str(real_nodes)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )
-    print("starting the local control plane...", file=sys.stderr)
-    deadline, shown = time.monotonic() + args.timeout, 0
-    while not (state / READY_FILE).exists():
-        text = log.read_text(errors="replace")
-        sys.stderr.write(text[shown:])  # build progress, as it comes
-        shown = len(text)
-        if proc.poll() is not None:
-            print(f"the local control plane failed to start (log: {log})", file=sys.stderr)
-            return 1
-        if time.monotonic() > deadline:
-            proc.terminate()
-            print(f"timed out after {args.timeout:.0f}s (log: {log})", file=sys.stderr)
-            return 1
-        time.sleep(0.5)
-    kubeconfig = Path(json.loads((state / READY_FILE).read_text())["kubeconfig"])
+    try:
+        ready = launch(state, ["--real-nodes", str(real_nodes)], args.timeout)
+    except LaunchError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    kubeconfig = Path(ready["kubeconfig"])
     if args.kubeconfig:
         args.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(kubeconfig, args.kubeconfig)
@@ -94,7 +107,7 @@ def _down(args: argparse.Namespace) -> int:
         print("not running")
         return 0
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a real node drains its pods and undoes its host changes first
     while _running_pid(args.state_dir) == pid and time.monotonic() < deadline:
         time.sleep(0.2)
     if _running_pid(args.state_dir) == pid:

@@ -15,15 +15,22 @@ class ProbeError(RuntimeError):
     """The server or the model is not serving; the message says which check failed."""
 
 
+def server_address(url: str) -> tuple[str, bool]:
+    """(host:port, tls) of a URL such as http://name.ns.svc:8000: tritonclient takes no scheme."""
+    scheme, sep, rest = url.partition("://")
+    return (rest if sep else url).rstrip("/"), sep != "" and scheme.lower() in ("https", "grpcs")
+
+
 def _client(url: str, protocol: str, timeout_s: float):
+    address, tls = server_address(url)
     if protocol == "http":
         import tritonclient.http as module
 
-        return module, module.InferenceServerClient(url, connection_timeout=timeout_s, network_timeout=timeout_s)
+        return module, module.InferenceServerClient(address, ssl=tls, connection_timeout=timeout_s, network_timeout=timeout_s)
     if protocol == "grpc":
         import tritonclient.grpc as module
 
-        return module, module.InferenceServerClient(url)
+        return module, module.InferenceServerClient(address, ssl=tls)
     raise ValueError(f"protocol {protocol!r} is not http or grpc")
 
 
