@@ -9,6 +9,7 @@ the CPU Triton image exists only here (NVIDIA's images serve GPUs and the onnxru
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -72,6 +73,7 @@ class BuiltImage:
     seconds: float
 
 
+@functools.cache  # once per process: the test session's pre-build and its fixtures share it
 def build_image(key: str) -> BuiltImage:
     """Build (or find cached) one image's OCI archive."""
     definition = DEFINITIONS[key]
