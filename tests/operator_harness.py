@@ -3,6 +3,7 @@ with the Helm chart's RBAC (shared by the cluster and the real-node tests)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -78,3 +79,18 @@ class OperatorProcess:
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+def operator_kubeconfig(cluster, workdir: Path) -> Path:
+    """The CRDs and the chart's RBAC in `cluster`; returns a kubeconfig of the operator's
+    ServiceAccount token (the operator under test acts with exactly the chart's rights)."""
+    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
+    for crd in ("inferencemodels.inferops.dev", "hardwareclasses.inferops.dev"):
+        cluster.kubectl("wait", f"crd/{crd}", "--for=condition=Established", "--timeout=30s")
+    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
+    for obj in chart_rbac(OPERATOR_NAMESPACE):
+        cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    token = cluster.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NAMESPACE, "--duration=24h").stdout.strip()
+    kubeconfig = workdir / "operator.kubeconfig"
+    cluster.with_token(token, kubeconfig)
+    return kubeconfig

@@ -3,27 +3,18 @@ the Helm chart's RBAC, against the session's cluster."""
 
 from __future__ import annotations
 
-import json
 import os
 
 import pytest
 
 from inferops.devcluster.cluster import free_port
-from operator_harness import OPERATOR_NAMESPACE, OPERATOR_SA, OPERATOR_USER, REPO, OperatorProcess, chart_rbac
+from operator_harness import OPERATOR_USER, OperatorProcess, operator_kubeconfig
 
 
 @pytest.fixture(scope="session")
 def operator(cluster, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("operator")
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for crd in ("inferencemodels.inferops.dev", "hardwareclasses.inferops.dev"):
-        cluster.kubectl("wait", f"crd/{crd}", "--for=condition=Established", "--timeout=30s")
-    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    for obj in chart_rbac(OPERATOR_NAMESPACE):
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
-    token = cluster.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NAMESPACE, "--duration=24h").stdout.strip()
-    kubeconfig = workdir / "operator.kubeconfig"
-    cluster.with_token(token, kubeconfig)
+    kubeconfig = operator_kubeconfig(cluster, workdir)
     artifacts = workdir / "artifacts"
     artifacts.mkdir()
     metrics_port = free_port()

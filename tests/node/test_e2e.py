@@ -21,7 +21,7 @@ from inferops.devcluster.cluster import free_port
 from inferops.devcluster.node import LABELS, NODE_IP
 from inferops.devcluster.s3 import LocalS3
 from inferops.triton.sample_model import INPUT, OUTPUT, digits_samples, mlp_to_onnx, train_digits_mlp
-from operator_harness import OPERATOR_NAMESPACE, OPERATOR_SA, REPO, OperatorProcess, chart_rbac
+from operator_harness import OperatorProcess, operator_kubeconfig
 
 pytestmark = [pytest.mark.node, pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1200)]
 CLASS = "real-cpu"
@@ -60,21 +60,13 @@ def digits_in_s3(node_s3):
 def node_operator(real_cluster, node_s3, built_images, tmp_path_factory):
     cluster = real_cluster
     workdir = tmp_path_factory.mktemp("node-operator")
-    cluster.kubectl("apply", "--server-side", "-f", str(REPO / "crds"))
-    for crd in ("inferencemodels.inferops.dev", "hardwareclasses.inferops.dev"):
-        cluster.kubectl("wait", f"crd/{crd}", "--for=condition=Established", "--timeout=30s")
-    cluster.kubectl("create", "namespace", OPERATOR_NAMESPACE, check=False)
-    for obj in chart_rbac(OPERATOR_NAMESPACE):
-        cluster.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    kubeconfig = operator_kubeconfig(cluster, workdir)
     hardware_class = {
         "apiVersion": "inferops.dev/v1alpha1", "kind": "HardwareClass", "metadata": {"name": CLASS},
         "spec": {"instanceKind": "KIND_CPU", "nodeSelector": {"inferops.dev/node": LABELS["inferops.dev/node"]}, "onnxBackend": "python",
                  "tritonImage": built_images["triton-cpu"], "optimizerImage": built_images["optimizer"]},
     }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(hardware_class))
-    token = cluster.kubectl("create", "token", OPERATOR_SA, "-n", OPERATOR_NAMESPACE, "--duration=24h").stdout.strip()
-    kubeconfig = workdir / "operator.kubeconfig"
-    cluster.with_token(token, kubeconfig)
     env = dict(
         os.environ, **node_s3.env(),  # the operator reads each artifact's report.json
         KUBECONFIG=str(kubeconfig), INFEROPS_ARTIFACT_ROOT="s3://artifacts", INFEROPS_STORAGE_SECRET="inferops-storage",

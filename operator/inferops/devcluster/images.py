@@ -26,7 +26,7 @@ def images_dir() -> Path:
     return binaries.cache_root() / "images"
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -62,7 +62,7 @@ def layer_tar(path: Path, files: dict[str, Path | bytes], mode: int = 0o755) -> 
 def image_tag(name: str, layers: list[Path], config: dict) -> str:
     h = hashlib.sha256(name.encode())
     for layer in layers:
-        h.update(_sha256_file(layer).encode())
+        h.update(sha256_file(layer).encode())
     h.update(json.dumps(config, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
@@ -77,7 +77,7 @@ def oci_archive(name: str, tag: str, layers: list[Path], config: dict) -> Path:
         return out
     diff_ids, layer_descs, blobs = [], [], []
     for layer in layers:
-        digest = _sha256_file(layer)
+        digest = sha256_file(layer)
         diff_ids.append(f"sha256:{digest}")
         layer_descs.append({"mediaType": LAYER, "digest": f"sha256:{digest}", "size": layer.stat().st_size})
         blobs.append((digest, layer))
@@ -135,6 +135,6 @@ def oci_archive(name: str, tag: str, layers: list[Path], config: dict) -> Path:
 def static_binary_image(name: str, tag: str, binary: Path, entrypoint: list[str] | None = None) -> tuple[str, Path]:
     """A one-file image holding a static binary at /NAME; returns (reference, archive)."""
     base = binary.name
-    layer = layer_tar(images_dir() / "layers" / f"{base}-{_sha256_file(binary)[:16]}.tar", {base: binary})
+    layer = layer_tar(images_dir() / "layers" / f"{base}-{sha256_file(binary)[:16]}.tar", {base: binary})
     archive = oci_archive(name, tag, [layer], {"Entrypoint": entrypoint or [f"/{base}"]})
     return f"{name}:{tag}", archive

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from .binaries import _log
-from .images import images_dir
+from .images import images_dir, sha256_file
 
 SUITE = "bookworm"
 MIRROR = os.environ.get("INFEROPS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -42,14 +42,6 @@ def layers_dir() -> Path:
 
 def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def dir_layer(root: Path, out: Path, skip_contents_of: tuple[str, ...] = ()) -> Path:
@@ -118,7 +110,7 @@ def collect_wheels(requirements: list[str], folder: Path) -> list[Path]:
 def wheel_layer(wheels: list[Path], name: str) -> Path:
     """`wheels` installed (no dependency resolution: the list is complete) into Debian's
     site-packages, their console scripts in /usr/local/bin running Debian's python3."""
-    out = layers_dir() / f"{name}-{_key(sorted(_sha256(w) for w in wheels))}.tar"
+    out = layers_dir() / f"{name}-{_key(sorted(sha256_file(w) for w in wheels))}.tar"
     if out.exists():
         return out
     layers_dir().mkdir(parents=True, exist_ok=True)
