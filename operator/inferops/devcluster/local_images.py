@@ -92,9 +92,22 @@ def build_image(key: str) -> BuiltImage:
     config = {"Entrypoint": definition.entrypoint, "Cmd": definition.cmd, "Env": BASE_ENV, "User": USER, "WorkingDir": "/tmp"}
     tag = images.image_tag(definition.name, layers, config)
     archive = images.oci_archive(definition.name, tag, layers, config)
+    _prune(images.images_dir().glob(f"{definition.name.replace('/', '_')}-*.tar"), archive)
+    _prune(rootfs.layers_dir().glob(f"{key}-inferops-*.tar"), app)
     built = BuiltImage(f"{definition.name}:{tag}", archive, archive.stat().st_size, time.monotonic() - started)
     _log(f"image {built.reference}: {built.size_bytes / 2**20:.0f} MiB ({built.seconds:.0f}s)")
     return built
+
+
+def _prune(paths, keep: Path, older_than_s: float = 600) -> None:
+    """Each edit of the project makes a new image archive (hundreds of MiB): keep the current one,
+    and drop the others once no build that may still import them can be running."""
+    for path in paths:
+        try:
+            if path != keep and time.time() - path.stat().st_mtime > older_than_s:
+                path.unlink()
+        except FileNotFoundError:
+            pass  # another build pruned it
 
 
 def build_images(keys: tuple[str, ...] = tuple(DEFINITIONS)) -> dict[str, BuiltImage]:
