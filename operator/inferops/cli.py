@@ -11,6 +11,8 @@ import importlib
 import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("inferops.devcluster.up_cmd", "everything on this machine: a local cluster with a real node, the images, the operator and a served demo model"),
+    "down": ("inferops.devcluster.down_cmd", "stop everything `inferops up` started"),
     "operator": ("inferops.operator_cmd", "run the operator (extra arguments pass to `kopf run`)"),
     "crds": ("inferops.api.crd_cmd", "print the CRDs generated from the API models"),
     "dev": ("inferops.devcluster.cli", "start or stop the local control plane"),

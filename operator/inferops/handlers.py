@@ -187,15 +187,18 @@ def hardware_classes(name: str, spec: kopf.Spec, **_):
 async def _reconcile(memo: kopf.Memo, namespace: str, name: str, attempt: int = 0) -> None:
     """Reconcile; on failure schedule one retry for the model (backing off), then re-raise so
     that Kopf logs the error. One pending retry per model; each failed retry waits longer."""
+    retries = memo.setdefault("retries", {})
     try:
-        await memo.reconciler.reconcile(namespace, name)
+        again = await memo.reconciler.reconcile(namespace, name)
     except Exception:
-        retries = memo.setdefault("retries", {})
         if (namespace, name) not in retries:
             delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
             log.warning("reconcile of %s/%s failed; retrying in %.0fs", namespace, name, delay)
             retries[(namespace, name)] = asyncio.create_task(_retry_later(memo, namespace, name, attempt + 1, delay))
         raise
+    if again is not None and (namespace, name) not in retries:
+        # A probe failed (smoke inference, report read): no event may ever say it would pass now.
+        retries[(namespace, name)] = asyncio.create_task(_retry_later(memo, namespace, name, 0, again))
 
 
 async def _retry_later(memo: kopf.Memo, namespace: str, name: str, attempt: int, delay: float) -> None:

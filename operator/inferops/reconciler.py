@@ -24,12 +24,11 @@ from .reconcile.conditions import condition, merge_conditions
 from .reconcile.naming import serving_name
 from .api.outcomes import OPTIMIZER_CONTAINER
 from .reconcile.plan import JobTermination, Observed, Plan, SmokeResult, desired_state
-from .reconcile.settings import FIELD_MANAGER, OperatorSettings
+from .reconcile.settings import FIELD_MANAGER, PROBE_RETRY_SECONDS, OperatorSettings
 from .reconcile.status_patch import status_patch
 
 log = logging.getLogger("inferops.reconcile")
 STATUS_FIELDS = {f.alias or name for name, f in InferenceModelStatus.model_fields.items()}
-RETRY_FAILED_PROBES_AFTER_S = 30.0
 HANDOVER_MANAGER = "inferops-replicas-handover"
 
 
@@ -74,15 +73,16 @@ class Reconciler:
         self._reports: dict[str, tuple[float, OptimizationReport | None, str | None]] = {}
         self._smoke: dict[tuple[str, str, int], tuple[float, SmokeResult]] = {}
 
-    async def reconcile(self, namespace: str, name: str) -> None:
-        """Reconcile one model. Calls for the same model run one at a time; a call that finds
-        another already waiting its turn returns at once, since that one has read nothing yet
+    async def reconcile(self, namespace: str, name: str) -> float | None:
+        """Reconcile one model; returns in how many seconds to reconcile it again even if nothing
+        happens (a probe failed), or None. Calls for the same model run one at a time; a call that
+        finds another already waiting its turn returns at once, since that one has read nothing yet
         and will see whatever this call was made for. (The model's Job, Deployment and own
         events arrive on separate Kopf workers and would otherwise queue a full reconcile each.)"""
         key = (namespace, name)
         if key in self._waiting:
             METRICS.coalesced()
-            return
+            return None
         self._waiting.add(key)
         acquired = False
         try:
@@ -90,25 +90,25 @@ class Reconciler:
                 acquired = True
                 self._waiting.discard(key)
                 async with METRICS.reconcile():
-                    await self._reconcile_now(namespace, name)
+                    return await self._reconcile_now(namespace, name)
         finally:
             if not acquired:
                 self._waiting.discard(key)
 
-    async def _reconcile_now(self, namespace: str, name: str) -> None:
+    async def _reconcile_now(self, namespace: str, name: str) -> float | None:
         body = await self.kube.get_model(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             METRICS.set_phase(namespace, name, None)
-            return  # children go with it through their owner references
+            return None  # children go with it through their owner references
         try:
-            await self._reconcile(body)
+            return await self._reconcile(body)
         except ApiException as exc:
             if _going_away(exc):
                 log.info("%s/%s is going away (%s); nothing to do", namespace, name, exc.reason)
-                return
+                return None
             raise
 
-    async def _reconcile(self, body: dict[str, Any]) -> None:
+    async def _reconcile(self, body: dict[str, Any]) -> float | None:
         meta = body["metadata"]
         live_status = body.get("status") or {}
         try:
@@ -123,7 +123,7 @@ class Reconciler:
                 ),
             }
             await self._write_status(body, status)
-            return
+            return None
         model = ModelRef(meta["name"], meta["namespace"], meta["uid"], meta.get("generation", 0), spec)
         observed = await self._observe(model, live_status)
         plan = desired_state(model, observed, self.settings, now_iso())
@@ -139,6 +139,7 @@ class Reconciler:
             plan = desired_state(model, observed, self.settings, now_iso())
         await self._apply(model, plan, observed)
         await self._write_status(body, plan.status)
+        return plan.retry_after
 
     async def _observe(self, model: ModelRef, live_status: dict[str, Any]) -> Observed:
         class_body = await self.kube.get_hardware_class(model.spec.hardware.class_name)
@@ -171,7 +172,7 @@ class Reconciler:
     async def _report(self, artifact_uri: str | None) -> tuple[OptimizationReport | None, str | None]:
         assert artifact_uri
         cached = self._reports.get(artifact_uri)
-        if cached and (cached[1] is not None or time.monotonic() - cached[0] < RETRY_FAILED_PROBES_AFTER_S):
+        if cached and (cached[1] is not None or time.monotonic() - cached[0] < PROBE_RETRY_SECONDS):
             return cached[1], cached[2]
         try:
             report, error = await asyncio.to_thread(read_report, artifact_uri), None
@@ -184,7 +185,7 @@ class Reconciler:
         generation = int((observed.deployment or {}).get("metadata", {}).get("generation") or 0)
         key = (model.uid, plan.status.get("artifactUri") or "", generation)
         cached = self._smoke.get(key)
-        if cached and (cached[1].ok or time.monotonic() - cached[0] < RETRY_FAILED_PROBES_AFTER_S):
+        if cached and (cached[1].ok or time.monotonic() - cached[0] < PROBE_RETRY_SECONDS):
             return cached[1]
         result = await asyncio.to_thread(run_smoke, *plan.smoke_target)
         self._smoke[key] = (time.monotonic(), result)

@@ -176,6 +176,9 @@ def test_tuned_batching_from_the_report_reaches_config_and_status():
     assert config.instance_group[0].count == 2 and config.input[0].name == "x"
     assert plan.status["batching"]["maxBatchSize"] == 16
     assert plan.status["report"]["tuning"]["measurements"] == 7
+    assert plan.retry_after is None, "nothing failed: nothing to try again"
+    unread = desired_state(m, Observed(hardware_class=GPU, jobs=observed.jobs, report_error="timed out", deployment=deployment(2)), SETTINGS, NOW)
+    assert unread.retry_after is not None, "a report that could not be read is read again"
 
 
 def test_the_artifacts_gpu_accelerator_reaches_the_served_config():
@@ -249,6 +252,8 @@ def test_smoke_inference_gates_ready(smoke, phase, reason):
     plan = desired_state(m, observed, settings, NOW)
     assert plan.status["phase"] == phase and cond(plan, "Ready")["reason"] == reason
     assert (plan.smoke_target is not None) == (smoke is None)
+    if reason == "SmokeTestFailed":  # tried again by itself: no event may ever come to trigger it
+        assert plan.retry_after is not None
 
 
 def test_smoke_inference_goes_to_the_cluster_ip_when_the_service_has_one():

@@ -101,7 +101,7 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _down(args: argparse.Namespace) -> int:
+def down(args: argparse.Namespace) -> int:
     pid = _running_pid(args.state_dir)
     if pid is None:
         print("not running")
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "up":
         return _up(args)
     if args.action == "down":
-        return _down(args)
+        return down(args)
     ready = args.state_dir / READY_FILE
     if _running_pid(args.state_dir) and ready.exists():
         print(f"running; export KUBECONFIG={json.loads(ready.read_text())['kubeconfig']}")

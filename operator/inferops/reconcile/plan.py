@@ -12,7 +12,7 @@ from ..triton.config import ModelConfigError
 from .children import ModelRef, Revision, artifact_uri, desired_job, desired_serving, endpoint, label_selector, model_signature, repository_model_name, smoke_url
 from .conditions import condition, merge_conditions
 from .naming import job_name, optimization_hash
-from .settings import OperatorSettings
+from .settings import PROBE_RETRY_SECONDS, OperatorSettings
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ class Plan:
     needs_report: bool = False
     needs_termination: bool = False  # the current Job failed: read why from its pods
     smoke_target: tuple[str, str, Any] | None = None  # (url, repository model name, signature)
+    retry_after: float | None = None  # reconcile again then: a probe failed, and no event may come
 
 
 def _job_state(job: dict[str, Any] | None) -> tuple[str, str, str]:
@@ -150,6 +151,8 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
             _keep_serving_fields(previous, status)
             return finish("Failed")
         note = f"report unavailable: {observed.report_error}" if observed.report_error else ""
+        if observed.report_error:
+            plan.retry_after = PROBE_RETRY_SECONDS
         conditions.append(condition("Optimized", True, "JobSucceeded", note or f"artifact at {plan.artifact_uri}"))
         revision = Revision(plan.artifact_uri, report)
         status["artifactUri"] = plan.artifact_uri
@@ -202,6 +205,7 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
         elif not observed.smoke.ok:
             ready = False
             smoke_reason, smoke_message = "SmokeTestFailed", observed.smoke.message
+            plan.retry_after = PROBE_RETRY_SECONDS
     if ready:
         detail = f"{ready_replicas} replica(s) ready at {status['endpoint']}"
         if observed.smoke is not None:

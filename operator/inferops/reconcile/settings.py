@@ -10,6 +10,11 @@ DEFAULT_OPTIMIZER_IMAGE = "ghcr.io/inferops/optimizer:0.1.0"
 FIELD_MANAGER = "inferops"
 
 
+# A failed smoke inference or report read is tried again after this long (it is cached until then,
+# and the model is reconciled again then even if nothing else happens).
+PROBE_RETRY_SECONDS = 30.0
+
+
 @dataclass(frozen=True)
 class OperatorSettings:
     artifact_root: str = "s3://inferops-artifacts"
