@@ -22,7 +22,6 @@ def main() -> int:
     parser.add_argument("--state-dir", type=Path, required=True)
     parser.add_argument("--real-nodes", type=int, default=0)
     parser.add_argument("--s3", action="store_true", help="an S3 server on the real node's address (pods reach it)")
-    parser.add_argument("--import", dest="archives", type=Path, nargs="*", default=[], help="image archives for the real node's containerd")
     args = parser.parse_args()
     state: Path = args.state_dir
     (state / PID_FILE).write_text(str(os.getpid()))
@@ -32,9 +31,8 @@ def main() -> int:
     try:
         cluster.start()
         ready = {"kubeconfig": str(cluster.kubeconfig), "server": cluster.server, "pids": cluster.pids}
-        for archive in args.archives:
-            print(f"importing {archive.name} into the real node", flush=True)
-            cluster.nodes[0].import_archive(archive)
+        if cluster.nodes:  # where `inferops up` imports its images
+            ready["containerd"] = str(cluster.nodes[0].sock)
         if args.s3:
             from .node import NODE_IP
             from .s3 import LocalS3

@@ -75,13 +75,25 @@ def _cluster(args: argparse.Namespace, images: dict) -> tuple:
             raise UpError(f"a local cluster without a real node runs from {state}: stop it first with `inferops down`")
         shutil.rmtree(state / "cluster", ignore_errors=True)
         state.mkdir(parents=True, exist_ok=True)
-        archives = [str(image.archive) for image in images.values()]
         try:
-            ready = launch(state, ["--real-nodes", "1", "--s3", "--import", *archives], timeout=600)
+            ready = launch(state, ["--real-nodes", "1", "--s3"], timeout=600)
         except LaunchError as exc:
             raise UpError(str(exc)) from None
+    _import_images(ready["containerd"], images)
     s3 = ready["s3"]
     return Cluster(Path(ready["kubeconfig"])), S3Server(s3["endpoint"], s3["access_key"], s3["secret_key"], Path(s3["root"]))
+
+
+def _import_images(containerd: str, images: dict) -> None:
+    """Into the real node's containerd (an unchanged image imports in seconds: its layers are there)."""
+    import subprocess
+
+    ctr = ensure_binaries(("ctr",))["ctr"]
+    for image in images.values():
+        _say(f"importing {image.reference} into the real node")
+        out = subprocess.run([str(ctr), "--address", containerd, "-n", "k8s.io", "images", "import", str(image.archive)], capture_output=True, text=True, timeout=300)
+        if out.returncode != 0:
+            raise UpError(f"importing {image.reference} failed: {out.stderr.strip()}")
 
 
 def _demo_data(s3) -> dict[str, str]:
