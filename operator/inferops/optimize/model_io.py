@@ -95,6 +95,10 @@ def detect_format(path: Path) -> str:
     return "onnx"
 
 
+def has_torch() -> bool:
+    return importlib.util.find_spec("torch") is not None
+
+
 def require_format(fmt: str) -> None:
     """Refuse at once a format no build reads, or one whose extra this build lacks."""
     info = FORMATS_BY_NAME.get(fmt)
@@ -102,7 +106,7 @@ def require_format(fmt: str) -> None:
         raise ModelError(f"unknown model format {fmt!r}; known: {', '.join(FORMATS_BY_NAME)}")
     if not info.supported:
         raise ModelError(f"format {fmt}: {info.unsupported_reason}")
-    if info.extra == "torch" and importlib.util.find_spec("torch") is None:
+    if info.extra == "torch" and not has_torch():
         raise ModelError(f"format {fmt} is converted to ONNX with PyTorch, which this optimizer build does not have: {install_hint('torch')}")
 
 
