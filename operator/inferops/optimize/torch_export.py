@@ -73,11 +73,30 @@ def _dynamic_batch(ep) -> bool:
     return True
 
 
+def _first_batch(ep) -> int:
+    user = set(ep.graph_signature.user_inputs)
+    return next(int(n.meta["val"].shape[0]) for n in ep.graph.nodes if n.op == "placeholder" and n.name in user)
+
+
+def _run_original(original, arrays: list[np.ndarray], batch: int | None) -> list[np.ndarray]:
+    """The original's outputs, in pieces of its fixed batch when it has one."""
+    import torch
+
+    rows = len(arrays[0])
+    size = batch or rows
+    pieces: list[list[np.ndarray]] = []
+    for i in range(0, rows, size):
+        out = original(*[torch.from_numpy(np.ascontiguousarray(a[i : i + size])) for a in arrays])
+        pieces.append([o.numpy() for o in (out if isinstance(out, (tuple, list)) else [out])])
+    return [np.concatenate(parts) for parts in zip(*pieces)]
+
+
 def convert(path: Path, fmt: str, workdir: Path, hint: Signature) -> LoadedModel:
     import torch
 
     started = time.monotonic()
     out = workdir / "exported.onnx"
+    ref_batch: int | None = None  # the original's fixed batch, if it has one
     notes: list[str] = []
     try:
         if fmt == "torchscript":
@@ -98,9 +117,13 @@ def convert(path: Path, fmt: str, workdir: Path, hint: Signature) -> LoadedModel
         else:
             ep = torch.export.load(str(path))
             inputs = hint.inputs or _ep_inputs(ep)
+            original = ep.module()
             if not _dynamic_batch(ep):
+                # The fidelity check still compares with this program, at its own batch size.
+                ref_batch = _first_batch(ep)
                 try:
-                    module = ep.module()
+                    # Without the shape guards: the re-export decides whether the batch can vary.
+                    module = ep.module(check_guards=False)
                     batch = torch.export.Dim("batch", min=1, max=4096)
                     ep = torch.export.export(module, tuple(_example(t, 2) for t in inputs), dynamic_shapes=tuple({0: batch} for _ in inputs))
                     notes.append("the program had a fixed batch; exported again from its module with a free batch dimension")
@@ -110,7 +133,7 @@ def convert(path: Path, fmt: str, workdir: Path, hint: Signature) -> LoadedModel
             outputs = _output_names(hint, count)
             program = torch.onnx.export(ep, (), input_names=[t.name for t in inputs], output_names=outputs, opset_version=OPSET, dynamo=True, verbose=False)
             program.save(str(out))
-            tool, original = "torch.onnx.export (torch.export exporter)", ep.module()
+            tool = "torch.onnx.export (torch.export exporter)"
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - a model torch cannot load or export: say so, exit 2
@@ -134,14 +157,13 @@ def convert(path: Path, fmt: str, workdir: Path, hint: Signature) -> LoadedModel
         import onnxruntime as ort
 
         rows = min(FIDELITY_ROWS, len(next(iter(feeds.values()))))
-        step = 64 if batched else rows
+        step = 64 if batched else (ref_batch or rows)
         sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         max_abs, max_ref = 0.0, 0.0
         with torch.no_grad():
             for i in range(0, rows, step):
                 chunk = {k: np.ascontiguousarray(feeds[k][i : i + step]) for k in input_names}
-                ref = original(*[torch.from_numpy(chunk[k]) for k in input_names])
-                refs = [r.numpy() for r in (ref if isinstance(ref, (tuple, list)) else [ref])]
+                refs = _run_original(original, [chunk[k] for k in input_names], ref_batch)
                 got = sess.run(None, chunk)
                 for r, g in zip(refs, got):
                     max_abs = max(max_abs, float(np.max(np.abs(r.astype(np.float64) - g))))
