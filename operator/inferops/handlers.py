@@ -17,6 +17,7 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from .api.common import GROUP, VERSION
+from .api.catalogue import FORMATS_BY_NAME
 from .api.recipes import GPU_ONLY_RECIPES
 from .kube import Kube, load_config
 from .metrics import METRICS
@@ -240,6 +241,9 @@ def validate_model(spec: kopf.Spec, hardware_classes: kopf.Index, **_) -> None:
     """Admission: rules that span objects, which CRD schemas cannot express."""
     class_name = (spec.get("hardware") or {}).get("class")
     recipe = (spec.get("optimization") or {}).get("recipe") or "none"
+    fmt = FORMATS_BY_NAME.get((spec.get("model") or {}).get("format") or "")
+    if fmt is not None and not fmt.supported:
+        raise kopf.AdmissionError(f"model.format {fmt.name}: {fmt.unsupported_reason}")
     for class_spec in hardware_classes.get(class_name, []):
         if class_spec.get("instanceKind") == "KIND_CPU":
             gpu_only = [r for r in recipe.split(",") if r.strip() in GPU_ONLY_RECIPES]

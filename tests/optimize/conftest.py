@@ -82,3 +82,18 @@ def onnx_predict(path: Path, feeds: dict) -> np.ndarray:
     import onnxruntime as ort
 
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+@pytest.fixture(scope="session")
+def torch():
+    """PyTorch for the `torch` layer: skipped with the reason where the extra is missing, except
+    under CI=true, where a missing extra is a failure (the README's test command installs it)."""
+    import os
+
+    try:
+        import torch as module
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs the torch tests: install the torch extra (pip install -e '.[test,torch]')")
+        pytest.skip("torch is not installed: pip install -e '.[test,torch]' to run the TorchScript / torch.export tests")
+    return module

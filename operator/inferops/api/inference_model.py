@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from .common import Condition, Dns1123Subdomain, Image
+from .catalogue import FORMAT_CATALOGUE, FORMAT_NAMES
 from .recipes import RECIPES, parse_recipe_chain
 from .report import OptimizationReport
 from .tensors import ApiModel, BatchingConfig, TensorSpec
 
 MODEL_URI_PATTERN = r"^(s3|gs|https|pvc|file)://[^\s\"']+$"
-ModelFormat = Literal["onnx", "safetensors", "torchscript", "pytorch", "tensorrt-plan"]
+ModelFormat = Literal[FORMAT_NAMES]  # type: ignore[valid-type]
 Phase = Literal["Pending", "Optimizing", "Deploying", "Ready", "Failed"]
 RECIPE_CHAIN_PATTERN = r"^[a-z0-9-]+(,[a-z0-9-]+)*$"
 # What the cluster's Job can read: no gs:// backend in this build, and no template mounts a
@@ -41,11 +42,13 @@ class ModelSource(ApiModel):
         description="s3://, https:// or file:// (a path in the optimizer image). gs:// and pvc:// are refused: not in this build, and no claim is mounted in the optimization Job.",
         json_schema_extra={"x-kubernetes-validations": [SCHEME_RULE]},
     )
-    format: ModelFormat = Field(
-        default="onnx",
-        description="onnx: a .onnx file; safetensors: a BERT-style encoder folder (exported to ONNX); torchscript/pytorch need the optimizer's torch extra.",
+    format: ModelFormat | None = Field(
+        default=None,
+        description="Unset: what the file's name or content says. "
+        + "; ".join(f"{f.name}: {f.summary}" + (f" (the optimizer's {f.extra} extra)" if f.extra else "") + ("" if f.supported else " (refused: not readable by the optimizer)") for f in FORMAT_CATALOGUE)
+        + ".",
     )
-    inputs: list[TensorSpec] | None = Field(default=None, max_length=32, description="Only where it cannot be read from the model.")
+    inputs: list[TensorSpec] | None = Field(default=None, max_length=32, description="Only where it cannot be read from the model (a TorchScript archive records none).")
     outputs: list[TensorSpec] | None = Field(default=None, max_length=32, description="Only where it cannot be read from the model.")
     credentials_secret: Dns1123Subdomain | None = Field(
         alias="credentialsSecret",

@@ -1,20 +1,16 @@
-"""The optimization recipes and where each one makes sense."""
+"""The optimization recipes (described in catalogue.py) as the API types them."""
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal
 
-Recipe = Literal[
-    "none",
-    "quantize-int8-dynamic",
-    "quantize-int8-static",
-    "fp16",
-    "prune",
-    "distill",
-    "tensorrt",
-]
-RECIPES: tuple[str, ...] = get_args(Recipe)
-GPU_ONLY_RECIPES: frozenset[str] = frozenset({"fp16", "tensorrt"})
+from .catalogue import RECIPE_CATALOGUE, RECIPE_NAMES
+
+# Literal[tuple] spreads the names: the CRD's enum comes from the catalogue.
+Recipe = Literal[RECIPE_NAMES]  # type: ignore[valid-type]
+RECIPES: tuple[str, ...] = RECIPE_NAMES
+GPU_ONLY_RECIPES: frozenset[str] = frozenset(r.name for r in RECIPE_CATALOGUE if r.gpu_only)
+LOSSY_RECIPES: frozenset[str] = frozenset(r.name for r in RECIPE_CATALOGUE if r.lossy)
 
 
 def parse_recipe_chain(text: str) -> list[str]:

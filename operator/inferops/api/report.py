@@ -45,6 +45,52 @@ class TuningReport(ApiModel):
     points: list[TuningPoint] = Field(default_factory=list, description="every config measured, in the order first measured")
 
 
+class LayerSensitivity(ApiModel):
+    layer: str = Field(max_length=256, description="ONNX node name")
+    op: str = Field(max_length=64)
+    weight: str | None = Field(default=None, max_length=256, description="its weight initializer")
+    error: float = Field(description="output error with this layer alone in int8: mean squared error of the first output over its mean square (0 = none)")
+
+
+class PrecisionAttempt(ApiModel):
+    """One candidate the accuracy-aware search measured."""
+
+    float_layers: list[str] = Field(alias="floatLayers", default_factory=list, max_length=256)
+    metric: float
+    drop: float
+    passed: bool
+    size_bytes: int = Field(alias="sizeBytes")
+
+
+class MixedPrecisionReport(ApiModel):
+    """What accuracy-aware int8 measured and kept in float."""
+
+    recipe: str
+    float_layers: list[str] = Field(alias="floatLayers", default_factory=list, max_length=256, description="layers kept in float, most sensitive first")
+    int8_layers: int = Field(alias="int8Layers", description="weighted layers left in int8")
+    candidate_layers: int = Field(alias="candidateLayers", description="weighted layers the quantizer could take")
+    full_int8: PrecisionAttempt = Field(alias="fullInt8")
+    chosen: PrecisionAttempt
+    size_cost_bytes: int = Field(alias="sizeCostBytes", description="chosen size minus the full int8 size")
+    latency_ms_batch32: BeforeAfter = Field(alias="latencyMsBatch32", default_factory=BeforeAfter, description="before: full int8, after: chosen")
+    sensitivity: list[LayerSensitivity] = Field(default_factory=list, max_length=64, description="most sensitive first (at most 64)")
+    attempts: list[PrecisionAttempt] = Field(default_factory=list, max_length=64, description="every candidate measured, in order")
+
+
+class ConversionReport(ApiModel):
+    """How the model was turned into ONNX before any recipe ran."""
+
+    from_format: str = Field(alias="fromFormat")
+    tool: str = Field(max_length=128)
+    tool_versions: dict[str, str] = Field(alias="toolVersions", default_factory=dict)
+    seconds: float
+    dynamic_batch: bool = Field(alias="dynamicBatch")
+    fidelity_rows: int | None = Field(alias="fidelityRows", default=None, description="rows compared between the original and the ONNX export")
+    fidelity_source: str | None = Field(alias="fidelitySource", default=None, description="eval data or generated inputs")
+    max_abs_diff: float | None = Field(alias="maxAbsDiff", default=None)
+    max_rel_diff: float | None = Field(alias="maxRelDiff", default=None, description="largest |diff| over the largest |original output|")
+
+
 class OptimizationReport(ApiModel):
     artifact_uri: str = Field(alias="artifactUri")
     model_name: str = Field(alias="modelName")
@@ -62,4 +108,6 @@ class OptimizationReport(ApiModel):
     accelerators: list[ExecutionAccelerator] = Field(
         default_factory=list, max_length=4, description="GPU execution accelerators every config.pbtxt of this artifact enables"
     )
+    conversion: ConversionReport | None = None
+    mixed_precision: MixedPrecisionReport | None = Field(alias="mixedPrecision", default=None)
     passed: bool = True

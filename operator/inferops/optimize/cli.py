@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from inferops.api.catalogue import FORMAT_NAMES
+
 EPILOG = """\
 recipes (comma-separated, applied in order): none, quantize-int8-dynamic, quantize-int8-static,
 fp16, prune, distill, tensorrt.  Recipe parameters: --param key=value (repeatable), e.g.
@@ -12,8 +14,16 @@ sparsity=0.5, method=structured|magnitude, fineTuneEpochs=10, studentWidth=0.25,
 student=URI, epochs=60, temperature=4, perChannel=true, fuseGelu=true, calibrationSamples=256,
 calibrationMethod=MinMax, precision=FP16.
 
-model: an .onnx file, a folder with one .onnx file, or a BERT sentence-encoder folder
-(config.json + model.safetensors + tokenizer.json), exported to ONNX without torch.
+model (--format, else what the file's name or content says):
+  onnx         an .onnx file or a folder with one
+  safetensors  a BERT sentence-encoder folder (config.json + model.safetensors + tokenizer.json),
+               exported to ONNX without torch
+  torchscript  a TorchScript archive (torch.jit.save); needs --inputs; torch extra
+  pytorch      a torch.export program (.pt2, torch.export.save); torch extra
+  Pickled nn.Modules (torch.save) are refused: loading one runs arbitrary code. TorchScript and
+  .pt2 models are converted to ONNX with a free batch dimension and compared with the original
+  (eval rows or generated inputs) before any recipe. tensorrt-plan is refused: already compiled.
+  accuracyAware=true (int8 recipes): keep the costliest layers in float until the budget holds.
 
 eval data (--eval-data):
   .npz  arrays named after the model inputs (or `inputs` for a one-input model), batch first;
@@ -42,10 +52,24 @@ def _param(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
+def _tensors(text: str):
+    from pydantic import TypeAdapter, ValidationError
+
+    from inferops.api.tensors import TensorSpec
+
+    try:
+        return TypeAdapter(list[TensorSpec]).validate_json(text)
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(f"not a list of tensors (name, datatype, dims): {exc.errors()[0]['msg']}") from None
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument("--model", required=True, help="model URI: s3://, https://, file://, pvc://claim/path")
+    parser.add_argument("--format", dest="model_format", choices=FORMAT_NAMES, help="model format (default: from the file's name or content)")
+    parser.add_argument("--inputs", type=_tensors, help='input signature as JSON, e.g. \'[{"name":"x","datatype":"FP32","dims":[64]}]\' (dims without the batch)')
+    parser.add_argument("--outputs", type=_tensors, help="output signature as JSON (names the exported outputs)")
     parser.add_argument("--recipe", required=True, help="recipe or comma-separated chain")
     parser.add_argument("--output", required=True, help="URI of the Triton model repository to write")
     parser.add_argument("--eval-data", help="eval data URI (.npz or .txt, see below)")
@@ -75,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         accuracy_budget=args.accuracy_budget, hardware_class=args.hardware_class, instance_kind=args.instance_kind,
         model_name=args.model_name, params=dict(args.param), max_batch_size=args.max_batch_size,
         tune=args.tune, latency_objective_ms=args.latency_objective_ms,
+        model_format=args.model_format, inputs=args.inputs, outputs=args.outputs,
     )
     code = 0
     try:

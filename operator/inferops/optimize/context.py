@@ -6,6 +6,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from inferops.api.report import MixedPrecisionReport
 from inferops.api.tensors import ExecutionAccelerator
 
 from .evaldata import EvalData
@@ -24,6 +27,11 @@ class RecipeContext:
     params: dict[str, str]
     gpu: bool
     step_index: int = 0
+    # For recipes that search under the gate (accuracyAware): the original model's metric, the
+    # budget, and its first output on the eval rows (the reference of the cosine metric).
+    baseline: float | None = None
+    budget: float | None = None
+    reference: "np.ndarray | None" = None
 
     def out_path(self, recipe: str) -> Path:
         return self.workdir / f"step{self.step_index}-{recipe}.onnx"
@@ -50,3 +58,4 @@ class RecipeResult:
     # Rendered into config.pbtxt by the optimizer and, through the report, by the operator.
     accelerator: ExecutionAccelerator | None = None
     instance_kind: str | None = None
+    mixed_precision: MixedPrecisionReport | None = None

@@ -18,25 +18,19 @@ from pathlib import Path
 import numpy as np
 
 from inferops.api.outcomes import EXIT_ERROR, EXIT_GATE, EXIT_TRANSIENT
-from inferops.api.recipes import GPU_ONLY_RECIPES, parse_recipe_chain
+from inferops.api.catalogue import RECIPE_CATALOGUE
+from inferops.api.recipes import GPU_ONLY_RECIPES, LOSSY_RECIPES, parse_recipe_chain
 from inferops.api.report import AccuracyReport, BeforeAfter, OptimizationReport
-from inferops.api.tensors import BatchingConfig, Signature
+from inferops.api.tensors import BatchingConfig, Signature, TensorSpec
 
 from . import measure
 from .context import RecipeContext, RecipeError, log
 from .evaldata import EvalData, EvalDataError, load_eval_data
-from .model_io import ModelError, load_model, read_signature
+from .model_io import ModelError, load_model, read_signature, require_format
 
-RECIPE_MODULES = {
-    "quantize-int8-dynamic": "quantize_int8_dynamic",
-    "quantize-int8-static": "quantize_int8_static",
-    "fp16": "fp16",
-    "prune": "prune",
-    "distill": "distill",
-    "tensorrt": "tensorrt",
-}
-# Recipes that change the model's numbers, so the accuracy gate needs data to check them.
-LOSSY = {"quantize-int8-dynamic", "quantize-int8-static", "fp16", "prune", "distill"}
+# The recipes' modules and which of them change the numbers come from the one catalogue.
+RECIPE_MODULES = {r.name: r.module for r in RECIPE_CATALOGUE if r.module}
+LOSSY = set(LOSSY_RECIPES)
 
 
 @dataclass
@@ -53,6 +47,9 @@ class Options:
     max_batch_size: int = 32
     tune: bool = False
     latency_objective_ms: float | None = None
+    model_format: str | None = None  # None: what the file's name or content says
+    inputs: list[TensorSpec] | None = None  # the spec's signature, for formats that do not carry one
+    outputs: list[TensorSpec] | None = None
 
 
 class OptimizeFailed(Exception):
@@ -63,7 +60,7 @@ class OptimizeFailed(Exception):
 
 def default_model_name(uri: str) -> str:
     stem = uri.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
-    stem = re.sub(r"\.(onnx|safetensors)$", "", stem)
+    stem = re.sub(r"\.(onnx|safetensors|pt2|pt|pth|ts|torchscript)$", "", stem)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "model"
     return name[:128]
 
@@ -129,6 +126,11 @@ def optimize(opts: Options) -> OptimizationReport:
             raise StorageError(f"cannot write the output to {parse_uri(opts.output_uri).scheme}://; use s3://, pvc:// or file://")
     except (ValueError, StorageError) as exc:
         raise fail(str(exc)) from None
+    try:
+        if opts.model_format:
+            require_format(opts.model_format)  # before any download: this build cannot read it
+    except ModelError as exc:
+        raise fail(str(exc)) from None
     if LOSSY & set(steps) and not opts.eval_uri:
         raise fail(f"{', '.join(s for s in steps if s in LOSSY)} change the model's outputs; give --eval-data so the accuracy gate can check them")
     if opts.instance_kind == "KIND_CPU" and GPU_ONLY_RECIPES & set(steps):
@@ -146,9 +148,12 @@ def optimize(opts: Options) -> OptimizationReport:
         work = Path(tmp)
         try:
             log.info("fetching the model from %s", redact_uri(opts.model_uri))
-            loaded = load_model(fetch(opts.model_uri, work / "model", source=True), work)
+            loaded = load_model(fetch(opts.model_uri, work / "model", source=True), work, opts.model_format, Signature(inputs=opts.inputs or [], outputs=opts.outputs or []))
             report.steps += loaded.steps
             report.notes += loaded.notes
+            report.conversion = loaded.conversion
+            if loaded.conversion:
+                report.tools.update(loaded.conversion.tool_versions)
             import onnx
 
             original = loaded.onnx_path
@@ -161,6 +166,10 @@ def optimize(opts: Options) -> OptimizationReport:
             if opts.eval_uri:
                 log.info("fetching eval data from %s", redact_uri(opts.eval_uri))
                 data = load_eval_data(fetch(opts.eval_uri, work / "eval", source=True), [t.name for t in signature.inputs], loaded.tokenizer)
+            if loaded.check_fidelity is not None:
+                # Before any recipe: a conversion that changed the outputs must not reach the gate as the "original".
+                log.info("checking the ONNX export against the original model")
+                loaded.check_fidelity(data.inputs if data else synthetic_feeds(signature, 8), "eval data" if data else "generated inputs")
         except (StorageError, ModelError, EvalDataError) as exc:
             # Only an unreachable store is worth another try; exit 2 fails the Job at once.
             raise fail(str(exc), EXIT_TRANSIENT if isinstance(exc, Unreachable) else EXIT_ERROR) from None
@@ -183,7 +192,8 @@ def optimize(opts: Options) -> OptimizationReport:
             started = time.monotonic()
             module = importlib.import_module(f"{__package__}.{RECIPE_MODULES[step]}")
             try:
-                result = module.apply(current, RecipeContext(work, data, opts.params, gpu, i))
+                ctx = RecipeContext(work, data, opts.params, gpu, i, baseline=before, budget=opts.accuracy_budget, reference=reference)
+                result = module.apply(current, ctx)
             except RecipeError as exc:
                 raise fail(f"{step}: {exc}") from None
             current = result.model
@@ -192,6 +202,8 @@ def optimize(opts: Options) -> OptimizationReport:
             kind = kind or result.instance_kind
             report.steps.append(step)
             report.notes += result.notes
+            if result.mixed_precision is not None:
+                report.mixed_precision = result.mixed_precision
             log.info("step %d/%d: %s done in %.1fs", i, len(steps), step, time.monotonic() - started)
 
         log.info("measuring the optimized model")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,6 @@ from .settings import OperatorSettings
 
 MODELS_VOLUME = "/models"
 REPOSITORY = "/models/repository"  # filled by `inferops pull`, which replaces its destination as a whole
-BACKEND_OF_FORMAT = {"onnx": "onnxruntime", "tensorrt-plan": "tensorrt", "torchscript": "pytorch", "pytorch": "pytorch"}
 # Served by a Prometheus Adapter rule (chart values.yaml, under metrics.podMonitor) from Triton's counters.
 QUEUE_METRIC = "nv_inference_queue_duration_us_per_request"
 DEFAULT_AUTO_BATCHING = {"max_batch_size": 32, "preferred_batch_sizes": [8, 16, 32], "max_queue_delay_microseconds": 500}
@@ -109,6 +109,11 @@ def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, se
         "--model-name", model.name,
         "--report", "/work/report.json",
     ]
+    if spec.model.format:
+        args += ["--format", spec.model.format]
+    for flag, tensors in (("--inputs", spec.model.inputs), ("--outputs", spec.model.outputs)):
+        if tensors:
+            args += [flag, json.dumps([t.model_dump(mode="json") for t in tensors], separators=(",", ":"))]
     if opt.eval_data:
         args += ["--eval-data", opt.eval_data]
     for key, value in sorted(opt.parameters.items()):
@@ -181,7 +186,8 @@ def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revi
     name = serving_name(model.name)
     repo_model = repository_model_name(model, revision)
     batching = choose_batching(spec, revision.report)
-    backend = revision.report.backend if revision.report else BACKEND_OF_FORMAT.get(spec.model.format, "onnxruntime")
+    # The optimizer turns every format it reads into ONNX (api/catalogue.py); the report says what came out.
+    backend = revision.report.backend if revision.report else "onnxruntime"
     config_pbtxt = build_model_config(
         repo_model,
         backend,
