@@ -161,7 +161,7 @@ def run_operator(count: int, timeout: float, rest: float, profile: Path | None) 
             import subprocess
 
             profile.mkdir(parents=True, exist_ok=True)
-            spy = subprocess.Popen(["py-spy", "record", "-r", "50", "-f", "speedscope", "-o", str(profile / f"operator-{count}.json"), "-p", str(operator.pid), "--idle"])
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-r", "50", "-f", "speedscope", "-o", str(profile / f"operator-{count}.json"), "-p", str(operator.pid), "--idle"])
         wall_start, started = time.time(), time.monotonic()
         cluster.kubectl("apply", "--server-side", "-f", "-", input=models(count), timeout=600)
         ready = 0
