@@ -94,9 +94,11 @@ def summarize(events: list[dict]) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def bench_cluster(count: int, extra_env: dict[str, str] | None = None):
+def bench_cluster(count: int, extra_env: dict[str, str] | None = None, start_operator: bool = True):
     """A fresh control plane with room for `count` Triton pods, the CRDs, the `bench-cpu` class,
-    and a running operator (ServiceAccount inferops-system/inferops). Yields (cluster, operator)."""
+    and a running operator (ServiceAccount inferops-system/inferops). Yields (cluster, operator);
+    operator is None without start_operator (a baseline client runs instead). The operator's
+    artifact root is operator.artifacts (file://), where a bench seeds what Jobs would write."""
     with tempfile.TemporaryDirectory() as workdir:
         cluster = LocalCluster(Path(workdir) / "cluster").start()
         try:
@@ -118,11 +120,15 @@ def bench_cluster(count: int, extra_env: dict[str, str] | None = None):
                 INFEROPS_SMOKE_TEST="false",
                 **(extra_env or {}),
             )
+            if not start_operator:
+                yield cluster, None
+                return
             log_path = Path(workdir) / "operator.log"
             operator = subprocess.Popen(
                 [sys.executable, "-m", "inferops.cli", "operator"], env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, preexec_fn=die_with_parent
             )
             operator.log_path = log_path
+            operator.artifacts = Path(workdir) / "artifacts"
             try:
                 deadline = time.monotonic() + 60
                 while "Initial authentication has finished" not in log_path.read_text():

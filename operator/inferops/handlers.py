@@ -31,6 +31,11 @@ RESYNC_SECONDS = float(os.environ.get("INFEROPS_RESYNC_SECONDS", "300"))
 # away mid-way) is retried here, with a backoff, instead of waiting for the next event.
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 OWNED = dict(labels={**MANAGED_BY, MODEL_LABEL: kopf.PRESENT})
+# The same filter, server-side: Kopf's handler label filters apply only after it has listed and
+# watched every Job and Deployment of the cluster; settings.watching.label_selectors puts it into
+# the LIST and WATCH requests themselves, so other teams' objects never reach the operator.
+OWNED_SELECTOR = ",".join([*(f"{k}={v}" for k, v in MANAGED_BY.items()), MODEL_LABEL])
+OWNED_KINDS = {("batch", "v1", "jobs"): "Job", ("apps", "v1", "deployments"): "Deployment", ("autoscaling", "v2", "horizontalpodautoscalers"): "HorizontalPodAutoscaler"}
 
 
 def _post_event(body, type_: str, reason: str, message: str) -> None:
@@ -40,6 +45,8 @@ def _post_event(body, type_: str, reason: str, message: str) -> None:
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     configure_watching(settings)
+    for resource in OWNED_KINDS:
+        settings.watching.label_selectors[resource] = OWNED_SELECTOR
     settings.posting.level = logging.WARNING  # Events only for state changes, which we post ourselves
     settings.persistence.progress_storage = kopf.StatusProgressStorage(field="status.kopf.progress")
     settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(field="status.kopf.diffbase")
@@ -48,6 +55,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None
     load_config()
     memo.reconciler = Reconciler(Kube(), OperatorSettings.from_env(), _post_event)
     await _wait_until_served(memo.reconciler.kube)
+    await memo.reconciler.prime_cache(OWNED_SELECTOR)
     memo.known_models = set()
     memo.retries = {}
     memo.resync = asyncio.create_task(_resync_forever(memo.reconciler, memo.known_models, settings))
@@ -162,6 +170,7 @@ async def _resync_forever(reconciler: Reconciler, known: set[tuple[str, str]], s
     on the replica that leads."""
     while True:
         await asyncio.sleep(RESYNC_SECONDS)
+        reconciler.cache.forget_unwatched()  # the safety net reads from the API server again
         try:
             if not await _leading(reconciler.kube, settings):
                 continue
@@ -221,18 +230,36 @@ async def model_event(event, namespace: str, name: str, memo: kopf.Memo, **_) ->
     await _reconcile(memo, namespace, name)
 
 
+def _remember(memo: kopf.Memo, kind: str, event) -> None:
+    """Keep the reconciler's cache as the watch shows it, before the reconcile reads it."""
+    obj = event["object"]
+    if event["type"] == "DELETED":
+        memo.reconciler.cache.remove(kind, obj["metadata"].get("namespace") or "", obj["metadata"]["name"])
+    else:
+        memo.reconciler.cache.put(kind, obj)
+
+
 @kopf.on.event("batch", "v1", "jobs", **OWNED)
 async def job_event(event, namespace: str, labels, memo: kopf.Memo, **_) -> None:
+    _remember(memo, "Job", event)
     await _reconcile(memo, namespace, labels[MODEL_LABEL])
 
 
 @kopf.on.event("apps", "v1", "deployments", **OWNED)
 async def deployment_event(event, namespace: str, labels, memo: kopf.Memo, **_) -> None:
+    _remember(memo, "Deployment", event)
     await _reconcile(memo, namespace, labels[MODEL_LABEL])
 
 
+@kopf.on.event("autoscaling", "v2", "horizontalpodautoscalers", **OWNED)
+async def autoscaler_event(event, memo: kopf.Memo, **_) -> None:
+    """Only kept for the reconciler to read: the HPA's own scaling is none of our business."""
+    _remember(memo, "HorizontalPodAutoscaler", event)
+
+
 @kopf.on.event(GROUP, VERSION, "hardwareclasses")
-async def hardware_class_event(name: str, models_by_class: kopf.Index, memo: kopf.Memo, **_) -> None:
+async def hardware_class_event(event, name: str, models_by_class: kopf.Index, memo: kopf.Memo, **_) -> None:
+    _remember(memo, "HardwareClass", event)
     for namespace, model in list(models_by_class.get(name, [])):
         await _reconcile(memo, namespace, model)
 

@@ -31,6 +31,11 @@ MODELS = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/inferencemodels"
 CLASSES = f"/apis/{GROUP}/{VERSION}/hardwareclasses"
 
 
+def list_path(api_version: str, kind: str) -> str:
+    """All namespaces' objects of an owned kind."""
+    return _PATHS[(api_version, kind)].replace("/namespaces/{namespace}", "")
+
+
 def load_config() -> None:
     try:
         kubernetes.config.load_incluster_config()
@@ -90,8 +95,9 @@ class Kube:
     async def get_owned(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return await self.get(f"{_PATHS[(api_version, kind)].format(namespace=namespace)}/{name}")
 
-    async def apply_if_changed(self, desired: dict[str, Any], live: dict[str, Any] | None = None) -> bool:
-        """Server-side apply `desired` unless the live object already carries its hash. Returns True if written."""
+    async def apply_if_changed(self, desired: dict[str, Any], live: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Server-side apply `desired` unless the live object already carries its hash. Returns
+        the object as written, or None when nothing was written."""
         desired = json.loads(json.dumps(desired))
         digest = canonical_hash(desired, 16)
         meta = desired["metadata"]
@@ -99,13 +105,12 @@ class Kube:
         if live is None:
             live = await self.get(path)
         if live is not None and (live["metadata"].get("annotations") or {}).get(APPLIED_HASH) == digest:
-            return False
+            return None
         meta.setdefault("annotations", {})[APPLIED_HASH] = digest
-        await self.call(
+        return await self.call(
             "PATCH", path, body=desired, content_type="application/apply-patch+yaml",
             query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
         )
-        return True
 
     async def apply_fields(self, partial: dict[str, Any], field_manager: str) -> None:
         """Server-side apply of a partial object under another field manager (ownership hand-over)."""

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from .api.hardware_class import HardwareClassSpec
 from .api.inference_model import InferenceModelSpec, InferenceModelStatus
 from .api.report import OptimizationReport
-from .kube import Kube
+from .cache import OwnedCache
+from .kube import CLASSES, Kube, list_path
 from .metrics import METRICS
 from .reconcile.children import ModelRef
 from .reconcile.conditions import condition, merge_conditions
@@ -72,6 +73,23 @@ class Reconciler:
         self._waiting: set[tuple[str, str]] = set()  # models with a reconcile queued that has not started
         self._reports: dict[str, tuple[float, OptimizationReport | None, str | None]] = {}
         self._smoke: dict[tuple[str, str, int], tuple[float, SmokeResult]] = {}
+        self.cache = OwnedCache()
+
+    async def prime_cache(self, owned_selector: str) -> None:
+        """One LIST per watched kind before Kopf starts watching: from then on a cache miss
+        means "absent". A kind we may not list cluster-wide stays unprimed (read per reconcile)."""
+        kinds = {"Job": "batch/v1", "Deployment": "apps/v1", "HorizontalPodAutoscaler": "autoscaling/v2"}
+        for kind, api_version in kinds.items():
+            try:
+                data = await self.kube.call("GET", list_path(api_version, kind), query=[("labelSelector", owned_selector)])
+            except ApiException as exc:
+                log.warning("cannot list %s cluster-wide (%s): reading them per reconcile", kind, exc.reason)
+                continue
+            self.cache.prime(kind, data.get("items", []))
+        try:
+            self.cache.prime("HardwareClass", (await self.kube.call("GET", CLASSES)).get("items", []))
+        except ApiException as exc:
+            log.warning("cannot list HardwareClasses (%s): reading them per reconcile", exc.reason)
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
         """Reconcile one model; returns in how many seconds to reconcile it again even if nothing
@@ -134,6 +152,8 @@ class Reconciler:
             observed.termination = termination_of(await self.kube.list_job_pods(model.namespace, plan.job_name))
             observed.termination_read = True
             plan = desired_state(model, observed, self.settings, now_iso())
+        if await self._unseen_children(model, plan, observed):
+            plan = desired_state(model, observed, self.settings, now_iso())
         if plan.smoke_target:
             observed.smoke = await self._smoke_result(model, observed, plan)
             plan = desired_state(model, observed, self.settings, now_iso())
@@ -141,8 +161,18 @@ class Reconciler:
         await self._write_status(body, plan.status)
         return plan.retry_after
 
+    async def _read(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """From the cache when it knows (a hit, or a miss once the kind is primed), else a GET."""
+        obj = self.cache.get(kind, namespace, name)
+        if obj is not None or self.cache.primed(kind):
+            return obj
+        obj = await (self.kube.get_hardware_class(name) if kind == "HardwareClass" else self.kube.get_owned(api_version, kind, namespace, name))
+        if obj is not None and kind != "HardwareClass":
+            self.cache.put(kind, obj)  # read once; our applies keep it current (see _apply)
+        return obj
+
     async def _observe(self, model: ModelRef, live_status: dict[str, Any]) -> Observed:
-        class_body = await self.kube.get_hardware_class(model.spec.hardware.class_name)
+        class_body = await self._read("", "HardwareClass", "", model.spec.hardware.class_name)
         hardware, hardware_error = None, None
         if class_body is not None:
             try:
@@ -150,14 +180,16 @@ class Reconciler:
             except ValidationError as exc:
                 hardware_error = f"HardwareClass {model.spec.hardware.class_name!r} is invalid: {_validation_message(exc)}"
         name = serving_name(model.name)
-        jobs, deployment, autoscaler, configmap, service = await asyncio.gather(
-            self.kube.list_owned("batch/v1", "Job", model.namespace, model.name),
-            self.kube.get_owned("apps/v1", "Deployment", model.namespace, name),
-            self.kube.get_owned("autoscaling/v2", "HorizontalPodAutoscaler", model.namespace, name),
-            self.kube.get_owned("v1", "ConfigMap", model.namespace, f"{name}-config"),
-            self.kube.get_owned("v1", "Service", model.namespace, name),
+        if self.cache.primed("Job"):
+            jobs = self.cache.of_model("Job", model.namespace, model.name)
+        else:
+            jobs = await self.kube.list_owned("batch/v1", "Job", model.namespace, model.name)
+        # Only the watched kinds here: a ConfigMap or Service is read when the plan wants it (_conflicts).
+        deployment, autoscaler = await asyncio.gather(
+            self._read("apps/v1", "Deployment", model.namespace, name),
+            self._read("autoscaling/v2", "HorizontalPodAutoscaler", model.namespace, name),
         )
-        children = [o for o in (deployment, autoscaler, configmap, service) if o is not None]
+        children = [o for o in (deployment, autoscaler, self.cache.get("ConfigMap", model.namespace, f"{name}-config"), self.cache.get("Service", model.namespace, name)) if o is not None]
         return Observed(
             hardware_class=hardware,
             hardware_class_error=hardware_error,
@@ -168,6 +200,24 @@ class Reconciler:
             conflicts={(o["kind"], o["metadata"]["name"]) for o in children if not _owned_by(o, model.uid)},
             live_children={o["kind"]: o for o in children if _owned_by(o, model.uid)},
         )
+
+    async def _unseen_children(self, model: ModelRef, plan: Plan, observed: Observed) -> bool:
+        """Serving objects the plan applies that the reconcile has not seen: read each by name
+        before applying over it (a label-selected watch cannot show an object of our name that
+        someone else made: the NameConflict check). Returns whether any was read."""
+        api_versions = {"Deployment": "apps/v1", "HorizontalPodAutoscaler": "autoscaling/v2", "ConfigMap": "v1", "Service": "v1"}
+        unseen = [o for o in plan.apply if o["kind"] in api_versions and o["kind"] not in observed.live_children
+                  and (o["kind"], o["metadata"]["name"]) not in observed.conflicts]
+        found = await asyncio.gather(*(self.kube.get_owned(api_versions[o["kind"]], o["kind"], model.namespace, o["metadata"]["name"]) for o in unseen))
+        for obj in found:
+            if obj is None:
+                continue
+            if _owned_by(obj, model.uid):
+                observed.live_children[obj["kind"]] = obj
+                self.cache.put(obj["kind"], obj)
+            else:
+                observed.conflicts.add((obj["kind"], obj["metadata"]["name"]))
+        return any(o is not None for o in found)
 
     async def _report(self, artifact_uri: str | None) -> tuple[OptimizationReport | None, str | None]:
         assert artifact_uri
@@ -200,14 +250,18 @@ class Reconciler:
                 live = next((j for j in observed.jobs if j["metadata"]["name"] == desired["metadata"]["name"]), None)
                 if live is not None:
                     continue  # a Job's template is immutable; its name already encodes the spec
-            if await self.kube.apply_if_changed(desired, live):
+            applied = await self.kube.apply_if_changed(desired, live)
+            if applied is not None:
+                self.cache.put(desired["kind"], applied)  # seen before the watch echoes it
                 log.info("applied %s %s/%s", desired["kind"], model.namespace, desired["metadata"]["name"])
         for name in plan.delete_jobs:
             log.info("retiring optimization Job %s/%s", model.namespace, name)
             await self.kube.delete_job(model.namespace, name)
+            self.cache.remove("Job", model.namespace, name)
         for name in plan.delete_autoscalers:
             log.info("autoscaling removed: deleting HorizontalPodAutoscaler %s/%s", model.namespace, name)
             await self.kube.delete_object("autoscaling/v2", "HorizontalPodAutoscaler", model.namespace, name)
+            self.cache.remove("HorizontalPodAutoscaler", model.namespace, name)
 
     async def _hand_over_replicas(self, desired: dict[str, Any], live: dict[str, Any] | None, plan: Plan) -> None:
         """Before we stop applying spec.replicas, give it to a hand-over manager at its current value.

@@ -48,7 +48,7 @@ OPERATOR_RULES = (
     | _grants("inferops.dev", ["inferencemodels/status"], ["patch"])
     | _grants("batch", ["jobs"], ["get", "list", "watch", "create", "patch", "delete"])
     | _grants("apps", ["deployments"], ["get", "list", "watch", "create", "patch"])
-    | _grants("autoscaling", ["horizontalpodautoscalers"], ["get", "create", "patch", "delete"])
+    | _grants("autoscaling", ["horizontalpodautoscalers"], ["get", "list", "watch", "create", "patch", "delete"])
     | _grants("", ["services", "configmaps"], ["get", "create", "patch"])
     | _grants("", ["pods"], ["list"])
     | _grants("", ["events"], ["create", "patch"])

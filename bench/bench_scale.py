@@ -1,0 +1,219 @@
+"""The operator against the bound (issue "At scale"): for N models, the time from apply to all
+Ready, next to a baseline client that creates exactly the objects the operator would, with no
+operator, as fast as the control plane takes them.
+
+    python bench/bench_scale.py [--counts 100 300] [--rest 30] [--profile DIR]
+
+Each N runs twice, each on a fresh control plane (bench_operator.bench_cluster):
+(a) baseline: server-side apply of each model's Job (rendered by reconcile/children.py, the
+    operator's own content), then, once that Job succeeded on kwok, its ConfigMap, Deployment
+    and Service; timed until every Deployment is available. ownerReferences are dropped: there is
+    no InferenceModel to own them, and the garbage collector would delete orphans.
+(b) operator: the models applied with kubectl; each model's report.json seeded first where its
+    Job would write it (kwok pods publish nothing); timed until every model is Ready.
+Printed: operator/baseline ratio; the operator's phase latencies from object timestamps (one
+second resolution), p50/p99; its API requests/s converging and at rest (audit log); its peak
+RSS; the machine's load average. --profile DIR runs the operator under py-spy (if installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import datetime
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_load import requests_between  # noqa: E402
+from bench_operator import USER, bench_cluster, models, peak_rss_mib, summarize  # noqa: E402
+from kubernetes import client as k8s, config as k8s_config  # noqa: E402
+
+from inferops.api.hardware_class import HardwareClassSpec  # noqa: E402
+from inferops.api.inference_model import InferenceModelSpec  # noqa: E402
+from inferops.api.report import OptimizationReport  # noqa: E402
+from inferops.kube import Kube  # noqa: E402
+from inferops.reconcile.children import ModelRef, Revision, artifact_uri, desired_job, desired_serving  # noqa: E402
+from inferops.reconcile.naming import optimization_hash  # noqa: E402
+from inferops.reconcile.settings import OperatorSettings  # noqa: E402
+
+CLASS = HardwareClassSpec.model_validate({"instanceKind": "KIND_CPU", "nodeSelector": {"inferops.dev/pool": "bench"}})
+SELECTOR = "app.kubernetes.io/managed-by=inferops"
+
+
+def _client(kubeconfig: Path) -> Kube:
+    config = k8s.Configuration()
+    k8s_config.load_kube_config(str(kubeconfig), client_configuration=config)
+    config.connection_pool_maxsize = 32
+    return Kube(k8s.ApiClient(config))
+
+
+def _ts(value: str | None) -> float | None:
+    return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp() if value else None
+
+
+def _model_refs(count: int) -> list[ModelRef]:
+    items = json.loads(models(count))["items"]
+    return [ModelRef(m["metadata"]["name"], "bench", f"baseline-{i}", 1, InferenceModelSpec.model_validate(m["spec"])) for i, m in enumerate(items)]
+
+
+def _report(uri: str, name: str) -> dict[str, Any]:
+    return {"artifactUri": uri, "modelName": name, "backend": "onnxruntime"}
+
+
+def _apply(kube: Kube, obj: dict[str, Any]) -> None:
+    obj = json.loads(json.dumps(obj))
+    obj["metadata"].pop("ownerReferences", None)
+    meta = obj["metadata"]
+    path = {"Job": "/apis/batch/v1/namespaces/{ns}/jobs", "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+            "Service": "/api/v1/namespaces/{ns}/services", "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+            "HorizontalPodAutoscaler": "/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"}[obj["kind"]]
+    kube._call("PATCH", f"{path.format(ns=meta['namespace'])}/{meta['name']}", body=obj, content_type="application/apply-patch+yaml",
+               query=[("fieldManager", "baseline"), ("force", "true")])
+
+
+def _list(kube: Kube, path: str) -> list[dict[str, Any]]:
+    return kube._call("GET", path, query=[("labelSelector", SELECTOR)]).get("items", [])
+
+
+def _complete(job: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Complete" and c.get("status") == "True" for c in (job.get("status") or {}).get("conditions") or [])
+
+
+def _available(dep: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Available" and c.get("status") == "True" for c in (dep.get("status") or {}).get("conditions") or [])
+
+
+def run_baseline(count: int, timeout: float) -> dict[str, Any]:
+    settings = OperatorSettings(artifact_root="file:///bench-artifacts")
+    with bench_cluster(count, start_operator=False) as (cluster, _):
+        kube = _client(cluster.kubeconfig)
+        refs = {m.name: m for m in _model_refs(count)}
+        hashes = {n: optimization_hash(m.spec, CLASS) for n, m in refs.items()}
+        started = time.monotonic()
+        served: set[str] = set()
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            futures = [pool.submit(_apply, kube, desired_job(m, CLASS, hashes[n], settings)) for n, m in refs.items()]
+            available = 0
+            while time.monotonic() < started + timeout:
+                for job in _list(kube, "/apis/batch/v1/namespaces/bench/jobs"):
+                    name = job["metadata"]["labels"]["inferops.dev/model"]
+                    if name not in served and _complete(job):
+                        served.add(name)
+                        m = refs[name]
+                        uri = artifact_uri(m, hashes[name], settings)
+                        objs, _ = desired_serving(m, CLASS, Revision(uri, OptimizationReport.model_validate(_report(uri, name))), settings)
+                        futures.append(pool.submit(lambda objs=objs: [_apply(kube, o) for o in objs]))
+                available = sum(_available(d) for d in _list(kube, "/apis/apps/v1/namespaces/bench/deployments"))
+                if available == count:
+                    break
+                time.sleep(0.5)
+            for f in futures:
+                f.result()
+        elapsed = time.monotonic() - started
+    return {"seconds": round(elapsed, 1), "available": available}
+
+
+def _seed(artifacts: Path, count: int) -> None:
+    for m in _model_refs(count):
+        path = artifacts / m.namespace / m.name / optimization_hash(m.spec, CLASS)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "report.json").write_text(json.dumps(_report(f"file://{path}", m.name)))
+
+
+def _pcts(values: list[float]) -> str:
+    if not values:
+        return "-"
+    values = sorted(values)
+    return f"{values[len(values) // 2]:.0f}/{values[min(len(values) - 1, int(len(values) * 0.99))]:.0f}"
+
+
+def phases(kube: Kube) -> dict[str, str]:
+    """p50/p99 seconds of the operator's own steps, from the objects' timestamps."""
+    ims = {m["metadata"]["name"]: m for m in kube._call("GET", "/apis/inferops.dev/v1alpha1/namespaces/bench/inferencemodels")["items"]}
+    jobs = {j["metadata"]["labels"]["inferops.dev/model"]: j for j in _list(kube, "/apis/batch/v1/namespaces/bench/jobs")}
+    deps = {d["metadata"]["labels"]["inferops.dev/model"]: d for d in _list(kube, "/apis/apps/v1/namespaces/bench/deployments")}
+    to_job, to_deploy, to_ready = [], [], []
+    for name, m in ims.items():
+        job, dep = jobs.get(name), deps.get(name)
+        ready = next((c for c in m.get("status", {}).get("conditions", []) if c["type"] == "Ready" and c["status"] == "True"), None)
+        if job:
+            to_job.append(_ts(job["metadata"]["creationTimestamp"]) - _ts(m["metadata"]["creationTimestamp"]))
+        if job and dep and job.get("status", {}).get("completionTime"):
+            to_deploy.append(_ts(dep["metadata"]["creationTimestamp"]) - _ts(job["status"]["completionTime"]))
+        avail = next((c for c in (dep or {}).get("status", {}).get("conditions", []) if c["type"] == "Available" and c["status"] == "True"), None)
+        if avail and ready:
+            to_ready.append(_ts(ready["lastTransitionTime"]) - _ts(avail["lastTransitionTime"]))
+    return {"model->Job": _pcts(to_job), "Job done->Deployment": _pcts(to_deploy), "available->Ready": _pcts(to_ready)}
+
+
+def run_operator(count: int, timeout: float, rest: float, profile: Path | None) -> dict[str, Any]:
+    with bench_cluster(count, {"INFEROPS_RESYNC_SECONDS": "3600"}) as (cluster, operator):
+        _seed(operator.artifacts, count)
+        kube = _client(cluster.kubeconfig)
+        spy = None
+        if profile is not None:
+            import subprocess
+
+            profile.mkdir(parents=True, exist_ok=True)
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-r", "50", "-f", "speedscope", "-o", str(profile / f"operator-{count}.json"), "-p", str(operator.pid), "--idle"])
+        wall_start, started = time.time(), time.monotonic()
+        cluster.kubectl("apply", "--server-side", "-f", "-", input=models(count), timeout=600)
+        ready = 0
+        while time.monotonic() < started + timeout:
+            items = kube._call("GET", "/apis/inferops.dev/v1alpha1/namespaces/bench/inferencemodels")["items"]
+            ready = sum((m.get("status") or {}).get("phase") == "Ready" for m in items)
+            if ready == count:
+                break
+            time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        wall_ready = time.time()
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(timeout=60)
+        time.sleep(rest)
+        converging = requests_between(cluster, wall_start, wall_ready)
+        resting = requests_between(cluster, wall_ready + 5, wall_ready + rest)
+        return {
+            "seconds": round(elapsed, 1),
+            "ready": ready,
+            "phases": phases(kube),
+            "req_s_converging": round(len(converging) / elapsed, 1),
+            "req_per_model": round(len(converging) / count, 1),
+            "converging_by_kind": summarize(converging),
+            "req_s_at_rest": round(len([e for e in resting if e["verb"] != "watch"]) / max(rest - 5, 1), 2),
+            "resting_by_kind": summarize(resting),
+            "peak_rss_mib": round(peak_rss_mib(operator.pid), 1),
+            "load": "/".join(f"{x:.1f}" for x in os.getloadavg()),
+            "tracebacks": operator.log_path.read_text().count("Traceback"),
+        }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--counts", type=int, nargs="+", default=[100, 300], help="1000 possible: it takes long on a small machine")
+    parser.add_argument("--rest", type=float, default=30, help="seconds to count requests after all are Ready")
+    parser.add_argument("--timeout", type=float, default=1200)
+    parser.add_argument("--profile", type=Path, help="write a py-spy speedscope profile of the operator per N here")
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    rows = []
+    for n in args.counts:
+        base = {"seconds": float("nan")} if args.skip_baseline else run_baseline(n, args.timeout)
+        op = run_operator(n, args.timeout, args.rest, args.profile)
+        rows.append((n, op, base))
+        print(json.dumps({"models": n, "operator": op, "baseline": base}), flush=True)
+    print(f"{'N':>5} {'operator s':>10} {'baseline s':>10} {'ratio':>6} {'model->Job':>11} {'Job->Deploy':>11} {'avail->Ready':>12} {'req/s conv':>10} {'req/model':>9} {'req/s rest':>10} {'RSS MiB':>8} {'load':>14}")
+    for n, op, base in rows:
+        p = op["phases"]
+        print(f"{n:>5} {op['seconds']:>10} {base['seconds']:>10} {op['seconds'] / base['seconds']:>6.2f} {p['model->Job']:>11} {p['Job done->Deployment']:>11} {p['available->Ready']:>12} "
+              f"{op['req_s_converging']:>10} {op['req_per_model']:>9} {op['req_s_at_rest']:>10} {op['peak_rss_mib']:>8} {op['load']:>14}")
+
+
+if __name__ == "__main__":
+    main()

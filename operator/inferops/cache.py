@@ -1,0 +1,78 @@
+"""What the watches last delivered of the objects the operator owns, so that a reconcile reads
+them from memory instead of asking the API server again (issue "At scale": each reconcile
+made seven reads, and the watch that triggered it had just delivered most of them).
+
+Each kind is primed by one LIST at startup (before Kopf's watches start) and then kept by the
+watch events; only once primed is a miss authoritative ("it does not exist"). The reconciler
+also stores what its own applies return, so a reconcile right after an apply sees it before
+the watch echoes it. An object is replaced only by a newer resourceVersion (Kubernetes calls
+them opaque; etcd's revisions are integers, and a non-integer one always replaces).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .reconcile.naming import MODEL_LABEL
+
+Key = tuple[str, str, str]  # (kind, namespace, name); namespace "" for cluster-scoped kinds
+
+
+def _version(obj: dict[str, Any]) -> int | None:
+    try:
+        return int(obj["metadata"].get("resourceVersion") or "")
+    except ValueError:
+        return None
+
+
+class OwnedCache:
+    def __init__(self) -> None:
+        self._objects: dict[Key, dict[str, Any]] = {}
+        self._by_model: dict[tuple[str, str, str], set[str]] = {}  # (kind, namespace, model) -> names
+        self._primed: set[str] = set()
+
+    def primed(self, kind: str) -> bool:
+        return kind in self._primed
+
+    def prime(self, kind: str, items: list[dict[str, Any]]) -> None:
+        for obj in items:
+            self.put(kind, obj)
+        self._primed.add(kind)
+
+    def put(self, kind: str, obj: dict[str, Any]) -> None:
+        meta = obj["metadata"]
+        key = (kind, meta.get("namespace") or "", meta["name"])
+        old = self._objects.get(key)
+        if old is not None:
+            new_v, old_v = _version(obj), _version(old)
+            if new_v is not None and old_v is not None and new_v < old_v:
+                return  # an older event than the apply response we stored
+        self._objects[key] = obj
+        model = (meta.get("labels") or {}).get(MODEL_LABEL)
+        if model:
+            self._by_model.setdefault((kind, key[1], model), set()).add(key[2])
+
+    def remove(self, kind: str, namespace: str, name: str) -> None:
+        obj = self._objects.pop((kind, namespace or "", name), None)
+        model = ((obj or {}).get("metadata", {}).get("labels") or {}).get(MODEL_LABEL)
+        if model:
+            names = self._by_model.get((kind, namespace or "", model), set())
+            names.discard(name)
+            if not names:
+                self._by_model.pop((kind, namespace or "", model), None)
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._objects.get((kind, namespace or "", name))
+
+    def of_model(self, kind: str, namespace: str, model: str) -> list[dict[str, Any]]:
+        names = sorted(self._by_model.get((kind, namespace, model), ()))
+        return [self._objects[(kind, namespace, n)] for n in names if (kind, namespace, n) in self._objects]
+
+    def forget_unwatched(self) -> None:
+        """Drop what no watch keeps (ConfigMaps, Services: what our applies returned): the
+        next reconcile reads them again, and so restores one someone deleted."""
+        for key in [k for k in self._objects if not self.primed(k[0])]:
+            self.remove(*key)
+
+    def __len__(self) -> int:
+        return len(self._objects)
