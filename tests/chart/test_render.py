@@ -89,6 +89,15 @@ def test_defaults_render_operator_deployment(helm):
         "INFEROPS_RESYNC_SECONDS": "300",
     }
     assert main["resources"]["limits"]["memory"] == "512Mi"
+    assert [v["name"] for v in main["volumeMounts"]] == ["tmp"]  # no storage Secret: nothing mounted
+
+
+def test_node_selector_and_tolerations_place_the_operator(helm):
+    docs = render(helm, {"nodeSelector.inferops\\.dev/node": "real", "tolerations[0].key": "dedicated", "tolerations[0].operator": "Exists"})
+    (deployment,) = by_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"inferops.dev/node": "real"}
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
 
 
 def test_deployment_meets_restricted_pod_security(helm):
@@ -124,6 +133,11 @@ def test_options_render_webhook_namespaces_and_classes(helm):
     (deployment,) = by_kind(docs, "Deployment")
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["webhook-cert"]["secret"]["secretName"] == "inferops-webhook-tls"
+    # The operator reads report.json with the platform's keys: the Secret as read-only files.
+    assert env["INFEROPS_CREDENTIALS_DIR"] == "/etc/inferops/storage"
+    assert volumes["storage-credentials"]["secret"] == {"secretName": "artifact-store", "defaultMode": 0o440}
+    assert {"name": "storage-credentials", "mountPath": "/etc/inferops/storage", "readOnly": True} in main["volumeMounts"]
+    assert not any("envFrom" in c for c in deployment["spec"]["template"]["spec"]["containers"])
     assert {h["metadata"]["name"] for h in by_kind(docs, "HardwareClass")} == {"cpu", "nvidia-l4", "nvidia-a100"}
 
 
