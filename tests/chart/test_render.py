@@ -30,7 +30,7 @@ def container(docs: list[dict]) -> dict:
 
 
 def env_of(docs: list[dict]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container(docs)["env"]}
+    return {e["name"]: e["value"] for e in container(docs)["env"] if "value" in e}
 
 
 def rules(docs: list[dict]) -> set[tuple[str, str, str]]:
@@ -77,6 +77,7 @@ def test_defaults_render_operator_deployment(helm):
     assert main["image"] == "ghcr.io/inferops/operator:0.1.0"
     assert main["args"] == ["operator", "--liveness=http://0.0.0.0:8080/healthz", "--log-format=full"]
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"name": "health", "containerPort": 8080} in main["ports"]
     assert env_of(docs) == {
         "INFEROPS_ARTIFACT_ROOT": "s3://inferops-artifacts",
@@ -90,6 +91,8 @@ def test_defaults_render_operator_deployment(helm):
     }
     assert main["resources"]["limits"]["memory"] == "512Mi"
     assert [v["name"] for v in main["volumeMounts"]] == ["tmp"]  # no storage Secret: nothing mounted
+    # Kopf's identity even for one replica: without it Kopf looks the UID up in /etc/passwd.
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in main["env"]
 
 
 def test_node_selector_and_tolerations_place_the_operator(helm):
