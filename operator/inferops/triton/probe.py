@@ -16,14 +16,16 @@ class ProbeError(RuntimeError):
 
 
 def _client(url: str, protocol: str, timeout_s: float):
+    # The operator's URLs carry a scheme (http://host:8000); tritonclient wants host:port only.
+    scheme, _, address = url.rpartition("://")
     if protocol == "http":
         import tritonclient.http as module
 
-        return module, module.InferenceServerClient(url, connection_timeout=timeout_s, network_timeout=timeout_s)
+        return module, module.InferenceServerClient(address, connection_timeout=timeout_s, network_timeout=timeout_s, ssl=scheme == "https")
     if protocol == "grpc":
         import tritonclient.grpc as module
 
-        return module, module.InferenceServerClient(url)
+        return module, module.InferenceServerClient(address)
     raise ValueError(f"protocol {protocol!r} is not http or grpc")
 
 
