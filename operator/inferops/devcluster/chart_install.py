@@ -1,9 +1,10 @@
 """Install the operator into a local cluster with its Helm chart, as a user would, but with the
 images built here (local_images.py) and the local S3 (s3.py) as the artifact store.
 
-    images = {k: b.reference for k, b in local_images.build_images(("operator", "optimizer", "triton-cpu")).items()}
-    for b in built.values(): cluster.nodes[0].import_archive(b.archive)   # the caller imports
-    install_operator(cluster, images, s3)
+    built = local_images.build_images(("operator", "optimizer", "triton-cpu"))
+    for image in built.values():
+        cluster.nodes[0].import_archive(image.archive)  # the caller imports, not install_operator
+    install_operator(cluster, {key: image.reference for key, image in built.items()}, s3)
 
 The operator then runs in the cluster as the chart's ServiceAccount, on the real node (its
 pod's nodeSelector), reaching the API server through the `kubernetes` Service (podaccess.py).
