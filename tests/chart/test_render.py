@@ -30,7 +30,7 @@ def container(docs: list[dict]) -> dict:
 
 
 def env_of(docs: list[dict]) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container(docs)["env"]}
+    return {e["name"]: e["value"] for e in container(docs)["env"] if "value" in e}
 
 
 def rules(docs: list[dict]) -> set[tuple[str, str, str]]:
@@ -77,6 +77,7 @@ def test_defaults_render_operator_deployment(helm):
     assert main["image"] == "ghcr.io/inferops/operator:0.1.0"
     assert main["args"] == ["operator", "--liveness=http://0.0.0.0:8080/healthz", "--log-format=full"]
     assert main["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert main["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert {"name": "health", "containerPort": 8080} in main["ports"]
     assert env_of(docs) == {
         "INFEROPS_ARTIFACT_ROOT": "s3://inferops-artifacts",
@@ -89,6 +90,17 @@ def test_defaults_render_operator_deployment(helm):
         "INFEROPS_RESYNC_SECONDS": "300",
     }
     assert main["resources"]["limits"]["memory"] == "512Mi"
+    assert [v["name"] for v in main["volumeMounts"]] == ["tmp"]  # no storage Secret: nothing mounted
+    # Kopf's identity even for one replica: without it Kopf looks the UID up in /etc/passwd.
+    assert {"name": "POD_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in main["env"]
+
+
+def test_node_selector_and_tolerations_place_the_operator(helm):
+    docs = render(helm, {"nodeSelector.inferops\\.dev/node": "real", "tolerations[0].key": "dedicated", "tolerations[0].operator": "Exists"})
+    (deployment,) = by_kind(docs, "Deployment")
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"inferops.dev/node": "real"}
+    assert pod["tolerations"] == [{"key": "dedicated", "operator": "Exists"}]
 
 
 def test_deployment_meets_restricted_pod_security(helm):
@@ -124,6 +136,11 @@ def test_options_render_webhook_namespaces_and_classes(helm):
     (deployment,) = by_kind(docs, "Deployment")
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes["webhook-cert"]["secret"]["secretName"] == "inferops-webhook-tls"
+    # The operator reads report.json with the platform's keys: the Secret as read-only files.
+    assert env["INFEROPS_CREDENTIALS_DIR"] == "/etc/inferops/storage"
+    assert volumes["storage-credentials"]["secret"] == {"secretName": "artifact-store", "defaultMode": 0o440}
+    assert {"name": "storage-credentials", "mountPath": "/etc/inferops/storage", "readOnly": True} in main["volumeMounts"]
+    assert not any("envFrom" in c for c in deployment["spec"]["template"]["spec"]["containers"])
     assert {h["metadata"]["name"] for h in by_kind(docs, "HardwareClass")} == {"cpu", "nvidia-l4", "nvidia-a100"}
 
 

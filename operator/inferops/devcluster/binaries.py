@@ -77,6 +77,8 @@ MODULES = (
         # Static, and without the snapshotters that need cgo or kernel features we do not use.
         tags="no_btrfs,no_devmapper,no_zfs",
     ),
+    # Cluster DNS for the real node's pods (podaccess.py).
+    GoModule("coredns", {"coredns": "github.com/coredns/coredns"}),
     # Our own tiny static programs (source in gomod/pause): the sandbox image's pause and
     # what test containers run.
     GoModule(
@@ -89,7 +91,7 @@ MODULES = (
 )
 CONTROL_PLANE_BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
 # A real node beside kwok's fake ones; runc and the CNI plugins come from Debian packages.
-NODE_BINARIES = ("kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "inferops-pause", "inferops-ok")
+NODE_BINARIES = ("kubelet", "kube-proxy", "containerd", "containerd-shim-runc-v2", "ctr", "inferops-pause", "inferops-ok", "coredns")
 
 ALL_BINARIES = tuple(name for m in MODULES for name in m.binaries)
 

@@ -260,18 +260,12 @@ class LocalCluster(Cluster):
             node.start(pki, deadline)
 
     def _real_node_apiserver_flags(self, pki: LocalPKI) -> list[str]:
-        """Only with real nodes, so the kwok-only control plane stays exactly as it was."""
         if not self.real_nodes:
             return []
-        client = pki.issue("apiserver-kubelet-client", "kube-apiserver-kubelet-client", organization="system:masters", client=True)
-        return [
-            "--enable-admission-plugins=NodeRestriction",
-            f"--kubelet-client-certificate={client.cert}",
-            f"--kubelet-client-key={client.key}",
-            # The kubelet serves a cert of the cluster CA naming its InternalIP: verified, not skipped.
-            f"--kubelet-certificate-authority={pki.ca.cert}",
-            "--kubelet-preferred-address-types=InternalIP,Hostname",
-        ]
+        from .podaccess import apiserver_flags
+
+        return apiserver_flags(pki)
+
     def stop(self) -> None:
         node_errors = []
         for node in self.nodes:  # first: draining needs the API server

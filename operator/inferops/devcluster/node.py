@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import binaries, hoststate, images
+from . import binaries, hoststate, images, podaccess
 from .cluster import free_port
 from .pki import LocalPKI
 
@@ -106,6 +106,8 @@ class RealNode:
         self.kubelet_root.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._network()
+        podaccess.route_api_server(podaccess.api_port(self.cluster))
+        podaccess.start_coredns(self, pki, deadline)
         self._containerd(deadline)
         for binary in ("inferops-pause", "inferops-ok"):
             self.images[binary] = self.import_image(self._bins[binary])
@@ -256,6 +258,8 @@ state = "{self.run_dir / 'state'}"
             "podLogsDir": str(self.dir / "pod-logs"),
             "volumePluginDir": str(self.dir / "volume-plugins"),
             "resolvConf": "",  # pods get no upstream DNS server: nothing to ask off the host
+            "clusterDNS": [NODE_IP],  # CoreDNS (podaccess.py), cluster names only
+            "clusterDomain": podaccess.CLUSTER_DOMAIN,
             "registerNode": True,
             "serializeImagePulls": False,
             # Images are imported, never pulled: never garbage-collect them on a full test disk.
@@ -361,7 +365,7 @@ state = "{self.run_dir / 'state'}"
         return errors
 
     def _force_stop(self, procs: dict, errors: list[str]) -> None:
-        for name in ("kube-proxy", "kubelet", "containerd"):
+        for name in ("kube-proxy", "kubelet", "coredns", "containerd"):
             self.cluster.stop_proc(procs.get(f"{self.name}-{name}"))
         self._kill_shims()
         # The drop rule goes with the other new rules, in undo(), and only if it is new.

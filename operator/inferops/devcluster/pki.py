@@ -102,7 +102,8 @@ class LocalPKI:
             .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         )
         if server:
-            names = sans or ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "127.0.0.1", "10.0.0.1"]
+            # What in-cluster clients verify: the `kubernetes` Service's IP and names.
+            names = sans or ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "127.0.0.1", "10.0.0.1"]
             builder = builder.add_extension(x509.SubjectAlternativeName([_san(n) for n in names]), critical=False)
         cert = builder.sign(self._ca_key, hashes.SHA256())
         _write_key(key, pair.key)
