@@ -69,7 +69,7 @@ def chart_values(images: dict[str, str], artifact_root: str) -> dict:
 
 
 def install_operator(cluster, images: dict[str, str], s3: S3Server, namespace: str = "inferops-system", timeout: float = 300) -> InstalledOperator:
-    """`helm install` the chart into `namespace` and wait until the operator pod is Ready.
+    """`helm upgrade --install` the chart into `namespace` and wait until the operator pod is Ready.
 
     `images`: references by key ("operator", "optimizer", "triton-cpu"), already imported into
     the node (nothing is imported here). `s3`: the artifact store; its bucket "artifacts" is
@@ -86,7 +86,8 @@ def install_operator(cluster, images: dict[str, str], s3: S3Server, namespace: s
         values = Path(tmp) / "values.json"
         values.write_text(json.dumps(chart_values(images, artifact_root)))
         out = subprocess.run(
-            [str(helm), f"--kubeconfig={cluster.kubeconfig}", "install", RELEASE, str(CHART), "--namespace", namespace,
+            # upgrade --install: a second `inferops up` updates the release (new image tags) in place
+            [str(helm), f"--kubeconfig={cluster.kubeconfig}", "upgrade", "--install", RELEASE, str(CHART), "--namespace", namespace,
              "-f", str(values), "--wait", f"--timeout={int(timeout)}s"],
             capture_output=True, text=True, timeout=timeout + 60,
         )

@@ -104,11 +104,8 @@ def _demo_data(s3) -> dict[str, str]:
     from ..triton.sample_model import INPUT, mlp_to_onnx, train_digits_mlp
 
     client = s3.client()
-    for bucket in ("models", "artifacts"):
-        try:
-            client.create_bucket(Bucket=bucket)
-        except client.exceptions.BucketAlreadyOwnedByYou:
-            pass
+    if "models" not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+        client.create_bucket(Bucket="models")
     with tempfile.TemporaryDirectory() as tmp:
         classifier, accuracy = train_digits_mlp(hidden=(256,), max_iter=30)
         _say(f"trained a digits classifier from scikit-learn's bundled data (held-out accuracy {accuracy:.3f})")
@@ -125,6 +122,7 @@ def _apply(cluster, obj: dict, namespace: str | None = None) -> None:
 
 
 def _deploy_demo(cluster, s3, images: dict, data: dict) -> None:
+    from .chart_install import storage_secret
     from .node import LABELS
 
     _apply(cluster, {
@@ -134,10 +132,8 @@ def _deploy_demo(cluster, s3, images: dict, data: dict) -> None:
     })
     if cluster.kubectl("get", "namespace", DEMO_NAMESPACE, check=False).returncode != 0:
         cluster.create_namespace(DEMO_NAMESPACE)
-    for secret in ("inferops-storage", "demo-s3"):  # the platform's artifact store; the team's models
-        literals = [f"--from-literal={k}={v}" for k, v in s3.env().items()]
-        manifest = cluster.kubectl("create", "secret", "generic", secret, "-n", DEMO_NAMESPACE, *literals, "--dry-run=client", "-o", "json").stdout
-        cluster.kubectl("apply", "-f", "-", input=manifest)
+    storage_secret(cluster, s3, DEMO_NAMESPACE)  # the platform's artifact store, for the Job and the pull step
+    storage_secret(cluster, s3, DEMO_NAMESPACE, "demo-s3")  # the team's own, to read its model
     _apply(cluster, {
         "apiVersion": "inferops.dev/v1alpha1", "kind": "InferenceModel", "metadata": {"name": DEMO_MODEL},
         "spec": {
@@ -231,7 +227,10 @@ def run(args: argparse.Namespace) -> int:
             args.kubeconfig.chmod(0o600)
             kubeconfig = args.kubeconfig
         _say("installing the operator with its Helm chart (the local operator image)")
-        install_operator(cluster, {key: image.reference for key, image in images.items()}, s3)
+        try:
+            install_operator(cluster, {key: image.reference for key, image in images.items()}, s3)
+        except RuntimeError as exc:
+            raise UpError(str(exc)) from None
         data = _demo_data(s3)
         _deploy_demo(cluster, s3, images, data)
         status = _wait_ready(cluster, args.timeout)
