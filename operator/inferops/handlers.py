@@ -207,7 +207,7 @@ async def _reconcile(memo: kopf.Memo, namespace: str, name: str, attempt: int = 
             retries[(namespace, name)] = asyncio.create_task(_retry_later(memo, namespace, name, attempt + 1, delay))
         raise
     if again is not None and (namespace, name) not in retries:
-        # A probe failed (smoke inference, report read): no event may ever say it would pass now.
+        # The smoke inference failed: no event may ever say it would pass now.
         retries[(namespace, name)] = asyncio.create_task(_retry_later(memo, namespace, name, 0, again))
 
 

@@ -93,7 +93,7 @@ class Reconciler:
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
         """Reconcile one model; returns in how many seconds to reconcile it again even if nothing
-        happens (a probe failed), or None. Calls for the same model run one at a time; a call that
+        happens (its smoke inference failed), or None. Calls for the same model run one at a time; a call that
         finds another already waiting its turn returns at once, since that one has read nothing yet
         and will see whatever this call was made for. (The model's Job, Deployment and own
         events arrive on separate Kopf workers and would otherwise queue a full reconcile each.)"""

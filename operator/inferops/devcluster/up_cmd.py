@@ -188,7 +188,7 @@ def _summary(status: dict, answer: str, kubeconfig: Path) -> str:
         before, after = pair.get("before"), pair.get("after")
         if before is None or after is None:
             return "n/a"
-        return f"{before * scale:.2f} -> {after * scale:.2f} {unit} ({after / before:.2f}x)"
+        return f"{before * scale:.3g} -> {after * scale:.3g} {unit} ({after / before:.2f}x)"
 
     accuracy = report.get("accuracy") or {}
     tuning = report.get("tuning") or {}

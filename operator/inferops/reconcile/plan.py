@@ -151,8 +151,6 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
             _keep_serving_fields(previous, status)
             return finish("Failed")
         note = f"report unavailable: {observed.report_error}" if observed.report_error else ""
-        if observed.report_error:
-            plan.retry_after = PROBE_RETRY_SECONDS
         conditions.append(condition("Optimized", True, "JobSucceeded", note or f"artifact at {plan.artifact_uri}"))
         revision = Revision(plan.artifact_uri, report)
         status["artifactUri"] = plan.artifact_uri

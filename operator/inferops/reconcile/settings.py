@@ -10,8 +10,8 @@ DEFAULT_OPTIMIZER_IMAGE = "ghcr.io/inferops/optimizer:0.1.0"
 FIELD_MANAGER = "inferops"
 
 
-# A failed smoke inference or report read is tried again after this long (it is cached until then,
-# and the model is reconciled again then even if nothing else happens).
+# A failed smoke inference is tried again after this long (it is cached until then, and the model is
+# reconciled again then even if nothing else happens); so is a failed report read, at the next event.
 PROBE_RETRY_SECONDS = 30.0
 
 
