@@ -86,6 +86,12 @@ def test_no_requests_but_watches_at_rest(cluster, namespace, operator):
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": bodies}))
         for body in bodies:
             cluster.kubectl("wait", f"inferencemodel/{body['metadata']['name']}", "-n", namespace, "--for=jsonpath={.status.phase}=Ready", "--timeout=120s", timeout=130)
+        # Quiet means the whole cluster: the namespaces earlier tests deleted take their models
+        # and children with them, and the operator rightly looks at each as it goes.
+        deadline = time.monotonic() + 180
+        while cluster.kubectl("get", "namespaces", "-o", "jsonpath={.items[?(@.status.phase=='Terminating')].metadata.name}").stdout.strip():
+            assert time.monotonic() < deadline, "namespaces of earlier tests are still terminating after 180 s"
+            time.sleep(1)
         time.sleep(5)  # the last Ready's own events (status write, Deployment status) settle
         start = time.time()
         time.sleep(QUIET_SECONDS)
