@@ -157,3 +157,44 @@ def test_a_broken_accuracy_budget_fails_once_says_why_and_deploys_nothing(real_c
     assert len(job_pods) == 1, f"exit code 3 is final: the Job must not retry ({job_pods})"
     deployments = real_cluster.kubectl("get", "deployments", "-n", tenant, "-o", "name").stdout.split()
     assert "deployment.apps/too-sparse-triton" not in deployments
+
+
+def infer_through_service(cluster, namespace: str, service: str, model: str) -> np.ndarray:
+    cluster_ip = cluster.kubectl("get", "service", service, "-n", namespace, "-o", "jsonpath={.spec.clusterIP}").stdout
+    rows = digits_samples(4)
+    request = httpclient.InferInput(INPUT, list(rows.shape), "FP32")
+    request.set_data_from_numpy(rows)
+    return httpclient.InferenceServerClient(f"{cluster_ip}:8000", network_timeout=10).infer(model, [request]).as_numpy(OUTPUT)
+
+
+def test_a_spec_change_rolls_a_new_revision_while_the_old_one_serves_and_delete_removes_every_pod(real_cluster, node_operator, tenant, digits_in_s3):
+    explicit = {"dynamicBatching": {"mode": "explicit", "maxBatchSize": 8}}
+    body = inference_model("rolling", digits_in_s3, "quantize-int8-dynamic", 0.02, **explicit)
+    real_cluster.kubectl("apply", "-n", tenant, "-f", "-", input=json.dumps(body))
+    first = wait_for(real_cluster, tenant, "rolling", lambda s: s.get("phase") in ("Ready", "Failed"), 600, node_operator)["status"]
+    assert first["phase"] == "Ready", json.dumps(first, indent=1)
+
+    body["spec"]["optimization"]["accuracyBudget"] = 0.03  # what the artifact depends on: a new Job
+    real_cluster.kubectl("apply", "-n", tenant, "-f", "-", input=json.dumps(body))
+    wait_for(real_cluster, tenant, "rolling", lambda s: s.get("jobName") not in (None, first["jobName"]), 60, node_operator)
+    served_while_optimizing = 0
+    while True:
+        status = json.loads(real_cluster.kubectl("get", "im", "rolling", "-n", tenant, "-o", "json").stdout)["status"]
+        template = json.loads(real_cluster.kubectl("get", "deployment", "rolling-triton", "-n", tenant, "-o", "json").stdout)["spec"]["template"]
+        if template["metadata"]["annotations"]["inferops.dev/artifact"] != first["artifactUri"]:
+            break  # the new revision is rolling out
+        assert status["artifactUri"] == first["artifactUri"], "the old revision is what status names until the new one deploys"
+        infer_through_service(real_cluster, tenant, "rolling-triton", first["report"]["modelName"])  # raises if not served
+        served_while_optimizing += 1
+        time.sleep(0.5)
+    assert served_while_optimizing >= 1, "the new Job finished before the old revision could be checked"
+    second = wait_for(real_cluster, tenant, "rolling", lambda s: s.get("phase") == "Ready" and s.get("artifactUri") != first["artifactUri"], 600, node_operator)["status"]
+    infer_through_service(real_cluster, tenant, "rolling-triton", second["report"]["modelName"])
+    jobs = real_cluster.kubectl("get", "jobs", "-n", tenant, "-l", "inferops.dev/model=rolling", "-o", "name").stdout.split()
+    assert jobs == [f"job.batch/{second['jobName']}"], f"the old Job is retired: {jobs}"
+
+    real_cluster.kubectl("delete", "im", "rolling", "-n", tenant, "--wait=false")
+    deadline = time.monotonic() + 120
+    while pods := real_cluster.kubectl("get", "pods", "-n", tenant, "-l", "inferops.dev/model=rolling", "-o", "name").stdout.split():
+        assert time.monotonic() < deadline, f"pods left 120 s after the model was deleted: {pods}"
+        time.sleep(1)
