@@ -225,6 +225,7 @@ async def model_event(event, namespace: str, name: str, memo: kopf.Memo, **_) ->
     if event["type"] == "DELETED":
         memo.known_models.discard((namespace, name))
         METRICS.set_phase(namespace, name, None)
+        memo.reconciler.forget(namespace, name)  # its locks, report reads and smoke results
         return
     memo.known_models.add((namespace, name))
     await _reconcile(memo, namespace, name)

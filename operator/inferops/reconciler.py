@@ -5,10 +5,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-import tempfile
 import time
 from collections import defaultdict
-from pathlib import Path
 from typing import Any, Callable
 
 from kubernetes.client.exceptions import ApiException
@@ -21,12 +19,13 @@ from .cache import OwnedCache
 from .kube import CLASSES, Kube, list_path
 from .metrics import METRICS
 from .reconcile.children import ModelRef
-from .reconcile.conditions import condition, merge_conditions
 from .reconcile.naming import serving_name
 from .api.outcomes import OPTIMIZER_CONTAINER
-from .reconcile.plan import JobTermination, Observed, Plan, SmokeResult, desired_state
-from .reconcile.settings import FIELD_MANAGER, PROBE_RETRY_SECONDS, OperatorSettings
+from .reconcile.plan import JobTermination, Observed, Plan, SmokeResult, desired_state, invalid_spec_status
+from .reconcile.settings import FIELD_MANAGER, PROBE_RETRY_SECONDS, REPORT_LIMIT_BYTES, OperatorSettings
+from .reconcile.status_limits import bounded_status
 from .reconcile.status_patch import status_patch
+from .reconciler_memory import ModelMemory, ReportRead
 
 log = logging.getLogger("inferops.reconcile")
 STATUS_FIELDS = {f.alias or name for name, f in InferenceModelStatus.model_fields.items()}
@@ -41,19 +40,18 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
 
 
-def read_report(artifact_uri: str) -> OptimizationReport:
-    from .storage import fetch
+def read_report(artifact_uri: str, limit: int = REPORT_LIMIT_BYTES) -> OptimizationReport:
+    """report.json of a committed artifact, refused unread above `limit` (a tenant's Job writes it)."""
+    from .storage import read_small
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = fetch(f"{artifact_uri}/report.json", Path(tmp))
-        return OptimizationReport.model_validate_json(path.read_text())
+    return OptimizationReport.model_validate_json(read_small(f"{artifact_uri}/report.json", limit))
 
 
-def run_smoke(url: str, model_name: str, signature: Any) -> SmokeResult:
+def run_smoke(url: str, model_name: str, signature: Any, timeout_s: float = 10) -> SmokeResult:
     from .triton.probe import smoke_infer
 
     try:
-        result = smoke_infer(url, model_name, signature)
+        result = smoke_infer(url, model_name, signature, timeout_s=timeout_s)
     except Exception as exc:  # any failure is the answer: the deployment does not serve
         return SmokeResult(False, f"{type(exc).__name__}: {exc}")
     return SmokeResult(True, f"ok in {result.get('latency_ms', 0):.1f} ms")
@@ -71,8 +69,9 @@ class Reconciler:
         self.post_event = post_event
         self._locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._waiting: set[tuple[str, str]] = set()  # models with a reconcile queued that has not started
-        self._reports: dict[str, tuple[float, OptimizationReport | None, str | None]] = {}
-        self._smoke: dict[tuple[str, str, int], tuple[float, SmokeResult]] = {}
+        # Report reads and smoke results per model: forgotten when the model goes, and bounded.
+        self.memory = ModelMemory()
+        self._gone: set[tuple[str, str]] = set()
         self.cache = OwnedCache()
 
     async def prime_cache(self, owned_selector: str) -> None:
@@ -112,11 +111,15 @@ class Reconciler:
         finally:
             if not acquired:
                 self._waiting.discard(key)
+            if key in self._gone:
+                self._gone.discard(key)
+                self.forget(namespace, name)  # now that the lock is released
 
     async def _reconcile_now(self, namespace: str, name: str) -> float | None:
         body = await self.kube.get_model(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             METRICS.set_phase(namespace, name, None)
+            self._gone.add((namespace, name))
             return None  # children go with it through their owner references
         try:
             return await self._reconcile(body)
@@ -132,21 +135,16 @@ class Reconciler:
         try:
             spec = InferenceModelSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
-            message = _validation_message(exc)
-            status = {
-                "phase": "Failed",
-                "observedGeneration": meta.get("generation", 0),
-                "conditions": merge_conditions(
-                    live_status.get("conditions", []), [condition("Ready", False, "InvalidSpec", message)], meta.get("generation", 0), now_iso()
-                ),
-            }
+            status = invalid_spec_status(live_status, meta.get("generation", 0), _validation_message(exc), now_iso())
             await self._write_status(body, status)
             return None
         model = ModelRef(meta["name"], meta["namespace"], meta["uid"], meta.get("generation", 0), spec)
         observed = await self._observe(model, live_status)
         plan = desired_state(model, observed, self.settings, now_iso())
         if plan.needs_report:
-            observed.report, observed.report_error = await self._report(plan.artifact_uri)
+            job_seen = any(j["metadata"]["name"] == plan.job_name for j in observed.jobs)
+            read = await self._report(model, plan.artifact_uri, job_seen)
+            observed.report, observed.report_error, observed.report_missing = read.report, read.error, read.missing
             plan = desired_state(model, observed, self.settings, now_iso())
         if plan.needs_termination and plan.job_name:
             observed.termination = termination_of(await self.kube.list_job_pods(model.namespace, plan.job_name))
@@ -219,26 +217,51 @@ class Reconciler:
                 observed.conflicts.add((obj["kind"], obj["metadata"]["name"]))
         return any(o is not None for o in found)
 
-    async def _report(self, artifact_uri: str | None) -> tuple[OptimizationReport | None, str | None]:
+    def forget(self, namespace: str, name: str) -> None:
+        """Everything kept for a model that is gone (its lock too, unless a reconcile holds it)."""
+        self.memory.forget(namespace, name)
+        lock = self._locks.get((namespace, name))
+        if lock is not None and not lock.locked() and (namespace, name) not in self._waiting:
+            del self._locks[(namespace, name)]
+
+    async def _report(self, model: ModelRef, artifact_uri: str | None, job_seen: bool) -> ReportRead:
+        """Read once per artifact: a committed report never changes (write-once), so a read report
+        is kept; a failed read is tried again after PROBE_RETRY_SECONDS; a "nothing committed" seen
+        before the hash's Job existed is read again once it does."""
         assert artifact_uri
-        cached = self._reports.get(artifact_uri)
-        if cached and (cached[1] is not None or time.monotonic() - cached[0] < PROBE_RETRY_SECONDS):
-            return cached[1], cached[2]
+        cached = self.memory.report(model.namespace, model.name, artifact_uri)
+        if cached and (cached.report is not None or (time.monotonic() - cached.at < PROBE_RETRY_SECONDS and cached.job_seen == job_seen)):
+            return cached
+        from .storage import NotFound
+
         try:
-            report, error = await asyncio.to_thread(read_report, artifact_uri), None
+            read = ReportRead(time.monotonic(), job_seen, await asyncio.to_thread(read_report, artifact_uri))
+        except NotFound as exc:
+            read = ReportRead(time.monotonic(), job_seen, None, f"NotFound: {exc}", missing=True)
         except Exception as exc:
-            report, error = None, f"{type(exc).__name__}: {exc}"
-        self._reports[artifact_uri] = (time.monotonic(), report, error)
-        return report, error
+            read = ReportRead(time.monotonic(), job_seen, None, f"{type(exc).__name__}: {exc}")
+        self.memory.remember_report(model.namespace, model.name, artifact_uri, read)
+        return read
 
     async def _smoke_result(self, model: ModelRef, observed: Observed, plan: Plan) -> SmokeResult:
+        """At most one smoke inference per model at a time, answered within smoke_timeout_s: a
+        target that hangs fails this model's check and holds one thread, never other models'."""
         generation = int((observed.deployment or {}).get("metadata", {}).get("generation") or 0)
-        key = (model.uid, plan.status.get("artifactUri") or "", generation)
-        cached = self._smoke.get(key)
+        key = (plan.status.get("artifactUri") or "", generation)
+        cached = self.memory.smoke(model.namespace, model.name, key)
         if cached and (cached[1].ok or time.monotonic() - cached[0] < PROBE_RETRY_SECONDS):
             return cached[1]
-        result = await asyncio.to_thread(run_smoke, *plan.smoke_target)
-        self._smoke[key] = (time.monotonic(), result)
+        running = self.memory.smoke_running(model.namespace, model.name)
+        if running is not None and not running.done():
+            return SmokeResult(False, "the previous smoke inference has not answered yet (the target hangs)")
+        timeout = self.settings.smoke_timeout_s
+        future = asyncio.ensure_future(asyncio.to_thread(run_smoke, *plan.smoke_target, timeout_s=timeout / 3))
+        self.memory.set_smoke_running(model.namespace, model.name, future)
+        try:
+            result = await asyncio.wait_for(asyncio.shield(future), timeout)
+        except asyncio.TimeoutError:
+            result = SmokeResult(False, f"no answer from {plan.smoke_target[0]} within {timeout:.0f} s")
+        self.memory.remember_smoke(model.namespace, model.name, key, (time.monotonic(), result))
         return result
 
     async def _apply(self, model: ModelRef, plan: Plan, observed: Observed) -> None:
@@ -282,6 +305,7 @@ class Reconciler:
 
     async def _write_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
         live = body.get("status") or {}
+        status = bounded_status(status)  # what a tenant's report or an error says is capped, never the write
         METRICS.set_phase(body["metadata"]["namespace"], body["metadata"]["name"], status.get("phase"))
         patch = status_patch(live, status, STATUS_FIELDS)
         if not patch:

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from inferops.devcluster.cluster import free_port
+from inferops.devcluster.cluster import LocalCluster, free_port
+from inferops.devcluster.kwok_artifacts import KwokPublisher
 from operator_harness import OPERATOR_USER, OperatorProcess, operator_kubeconfig
 
 
@@ -34,7 +35,12 @@ def operator(cluster, tmp_path_factory):
     proc.user = OPERATOR_USER
     proc.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
     proc.start()
+    # kwok runs no optimizer: commit what it would have, so that the operator (which deploys
+    # nothing without a report) sees Jobs succeed as they would on a real node.
+    publisher = KwokPublisher(cluster.kubeconfig).start() if isinstance(cluster, LocalCluster) else None
     yield proc
+    if publisher is not None:
+        publisher.stop()
     proc.stop()
     cluster.kubectl("delete", "validatingwebhookconfiguration", "validate.inferops.dev", check=False)
 

@@ -22,12 +22,35 @@ def test_publish_then_fetch_round_trip(tmp_path):
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["repo"]  # no staging left beside it
 
 
-def test_publish_replaces_the_whole_tree(tmp_path):
+def test_a_committed_tree_is_write_once(tmp_path):
+    """A second publish of the same artifact (a Job re-run, a reverted spec) neither overwrites
+    nor deletes the committed one: it changes nothing and says so."""
     uri = f"file://{tmp_path}/out/repo"
-    publish(_tree(tmp_path / "a", {"old.txt": b"1", "report.json": b"{}"}), uri)
-    publish(_tree(tmp_path / "b", {"new.txt": b"2", "report.json": b"{}"}), uri)
-    assert list_files(uri) == ["new.txt", "report.json"]
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["repo"]
+    assert publish(_tree(tmp_path / "a", {"old.txt": b"1", "report.json": b"{}"}), uri) is True
+    assert publish(_tree(tmp_path / "b", {"new.txt": b"2", "report.json": b'{"second": true}'}), uri) is False
+    assert list_files(uri) == ["old.txt", "report.json"]
+    assert (tmp_path / "out/repo/report.json").read_bytes() == b"{}"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["repo"], "no staging left beside it"
+
+
+def test_an_uncommitted_leftover_is_set_aside_not_served(tmp_path):
+    uri = f"file://{tmp_path}/out/repo"
+    _tree(tmp_path / "out/repo", {"half.onnx": b"x"})  # no report.json: never committed
+    assert publish(_tree(tmp_path / "a", {"m.onnx": b"1", "report.json": b"{}"}), uri) is True
+    assert list_files(uri) == ["m.onnx", "report.json"]
+
+
+def test_read_small_refuses_what_is_over_the_cap_without_reading_it(tmp_path):
+    from inferops.storage import TooLarge, read_small
+
+    (tmp_path / "small.json").write_bytes(b"{}")
+    with open(tmp_path / "big.json", "wb") as f:
+        f.truncate(100 * 1024 * 1024)  # sparse: 100 MB that costs no disk
+    assert read_small(f"file://{tmp_path}/small.json", 1024) == b"{}"
+    with pytest.raises(TooLarge, match="104857600 bytes, over the limit of 1024"):
+        read_small(f"file://{tmp_path}/big.json", 1024)
+    with pytest.raises(NotFound):
+        read_small(f"file://{tmp_path}/none.json", 1024)
 
 
 def test_failed_publish_leaves_nothing(tmp_path):

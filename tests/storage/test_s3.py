@@ -43,14 +43,57 @@ def test_publish_fetch_round_trip_with_multipart(bucket, tmp_path, s3_server, ca
     assert any("upload m/1/model.onnx" in r.getMessage() and "100%" in r.getMessage() for r in caplog.records)
 
 
-def test_republish_drops_stale_objects(bucket, tmp_path):
+def test_a_committed_artifact_is_write_once(bucket, tmp_path, s3_server):
+    """What a deleted Job's re-run did before: delete the live report.json, then overwrite the
+    served files in place. Now a second publish changes no object and says so."""
     uri = f"s3://{bucket}/repo"
-    src = _repo(tmp_path / "a")
-    (src / "m/2").mkdir()
-    (src / "m/2/model.onnx").write_bytes(b"old version")
-    publish(src, uri)
-    publish(_repo(tmp_path / "b"), uri)
-    assert "m/2/model.onnx" not in list_files(uri)
+    client = s3_server.client()
+    assert publish(_repo(tmp_path / "a"), uri) is True
+    before = {o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    second = _repo(tmp_path / "b")
+    (second / "m/2").mkdir()
+    (second / "m/2/model.onnx").write_bytes(b"another version")
+    assert publish(second, uri) is False
+    after = {o["Key"]: o["ETag"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert after == before, "not one object written, replaced or deleted"
+    pull(uri, tmp_path / "dest")  # the first one, still whole
+
+
+def test_an_uncommitted_leftover_is_replaced(bucket, tmp_path, s3_server):
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="repo/m/9/stale.onnx", Body=b"half of a failed attempt")
+    assert publish(_repo(tmp_path / "a"), f"s3://{bucket}/repo") is True
+    assert list_files(f"s3://{bucket}/repo") == ["m/1/model.onnx", "m/config.pbtxt", "report.json"]
+
+
+def test_the_marker_is_written_only_if_absent(bucket, tmp_path, s3_server):
+    """Two publishers that both passed the first check: the one that writes the marker second
+    does not replace the first one's (If-None-Match: *, or the check before copying)."""
+    from inferops.storage.base import COMMIT_MARKER
+    from inferops.storage.s3 import S3Backend
+    from inferops.storage.uri import parse_uri
+
+    backend = S3Backend(parse_uri(f"s3://{bucket}/race"))
+    first = _repo(tmp_path / "a")
+    assert backend._put_marker(first / COMMIT_MARKER, COMMIT_MARKER) is True
+    other = tmp_path / "other.json"
+    other.write_text('{"checksums": {}}')
+    assert backend._put_marker(other, COMMIT_MARKER) is False
+    body = s3_server.client().get_object(Bucket=bucket, Key="race/report.json")["Body"].read()
+    assert body == (first / COMMIT_MARKER).read_bytes()
+
+
+def test_read_small_is_a_capped_ranged_read(bucket, s3_server):
+    from inferops.storage import TooLarge, read_small
+
+    client = s3_server.client()
+    client.put_object(Bucket=bucket, Key="r/report.json", Body=b'{"a": 1}')
+    client.put_object(Bucket=bucket, Key="big/report.json", Body=b"x" * (3 * 1024 * 1024))
+    assert read_small(f"s3://{bucket}/r/report.json", 1024) == b'{"a": 1}'
+    with pytest.raises(TooLarge, match="3145728 bytes, over the limit of 1024"):
+        read_small(f"s3://{bucket}/big/report.json", 1024)
+    with pytest.raises(NotFound):
+        read_small(f"s3://{bucket}/none/report.json", 1024)
 
 
 def test_single_object_fetch_and_missing_key(bucket, tmp_path):

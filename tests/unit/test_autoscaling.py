@@ -36,7 +36,9 @@ def model(serving: dict) -> ModelRef:
 
 def serving_observed(m: ModelRef, **kwargs) -> Observed:
     done = {"metadata": {"name": job_name(m.name, optimization_hash(m.spec, CPU))}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
-    return Observed(hardware_class=CPU, jobs=[done], report_error="no report", **kwargs)
+    from .test_reconcile import committed
+
+    return Observed(hardware_class=CPU, jobs=[done], report=committed(), **kwargs)
 
 
 def by_kind(plan) -> dict[str, dict]:

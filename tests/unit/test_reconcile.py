@@ -64,6 +64,11 @@ def current_job_name(m: ModelRef, hw: HardwareClassSpec = GPU) -> str:
     return job_name(m.name, optimization_hash(m.spec, hw))
 
 
+def committed(uri: str = "s3://artifacts/ml/digits/x") -> OptimizationReport:
+    """The report.json of a committed artifact, as the operator reads it (required to deploy)."""
+    return OptimizationReport(artifact_uri=uri, model_name="digits", backend="onnxruntime")
+
+
 def kinds(plan) -> list[str]:
     return [o["kind"] for o in plan.apply]
 
@@ -130,7 +135,7 @@ def test_gpu_recipe_on_cpu_class_fails_clearly():
 
 def test_new_model_gets_its_job_and_is_optimizing():
     m = model()
-    plan = desired_state(m, Observed(hardware_class=GPU), SETTINGS, NOW)
+    plan = desired_state(m, Observed(hardware_class=GPU, report_error="NotFound", report_missing=True), SETTINGS, NOW)
     assert kinds(plan) == ["Job"] and plan.apply[0]["metadata"]["name"] == current_job_name(m)
     assert plan.status["phase"] == "Optimizing"
     assert cond(plan, "Optimized")["status"] == "Unknown"
@@ -139,11 +144,11 @@ def test_new_model_gets_its_job_and_is_optimizing():
 def test_succeeded_job_deploys_then_ready():
     m = model()
     name = current_job_name(m)
-    observed = Observed(hardware_class=GPU, jobs=[job(name, "Complete")], report_error="NotFound: no report")
+    observed = Observed(hardware_class=GPU, jobs=[job(name, "Complete")], report=committed())
     plan = desired_state(m, observed, SETTINGS, NOW)
     assert kinds(plan) == ["ConfigMap", "Deployment", "Service"]
     assert plan.status["phase"] == "Deploying"
-    assert "report unavailable" in cond(plan, "Optimized")["message"]
+    assert cond(plan, "Optimized")["reason"] == "JobSucceeded"
     dep = plan.apply[1]
     assert dep["spec"]["replicas"] == 2
     pod = dep["spec"]["template"]["spec"]
@@ -201,7 +206,7 @@ def test_a_python_backend_class_serves_onnx_through_model_py():
     m = model(spec(optimization={"recipe": "none"}))
     python_cpu = CPU.model_copy(update={"onnx_backend": "python"})
     for hardware, backend, flag in ((CPU, "onnxruntime", False), (python_cpu, "python", True)):
-        observed = Observed(hardware_class=hardware, jobs=[job(current_job_name(m, hardware), "Complete")], deployment=deployment(2))
+        observed = Observed(hardware_class=hardware, jobs=[job(current_job_name(m, hardware), "Complete")], report=committed(), deployment=deployment(2))
         plan = desired_state(m, observed, SETTINGS, NOW)
         config = parse_model_config(plan.apply[0]["data"]["config.pbtxt"])
         assert (config.backend, "ORT_INTRA_OP_THREADS" in config.parameters) == (backend, flag)
@@ -246,7 +251,7 @@ def test_changed_spec_retires_old_job_and_keeps_serving_the_old_artifact():
 def test_smoke_inference_gates_ready(smoke, phase, reason):
     m = model()
     settings = OperatorSettings(artifact_root="s3://artifacts", smoke_test=True)
-    observed = Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Complete")], report_error="none", deployment=deployment(2), smoke=smoke)
+    observed = Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Complete")], report=committed(), deployment=deployment(2), smoke=smoke)
     plan = desired_state(m, observed, settings, NOW)
     assert plan.status["phase"] == phase and cond(plan, "Ready")["reason"] == reason
     assert (plan.smoke_target is not None) == (smoke is None)
@@ -260,5 +265,5 @@ def test_smoke_inference_goes_to_the_cluster_ip_when_the_service_has_one():
     settings = OperatorSettings(artifact_root="s3://artifacts", smoke_test=True)
     service = {"kind": "Service", "metadata": {"name": "digits-triton"}, "spec": {"clusterIP": "10.0.12.34"}}
     for live, url in (({}, "http://digits-triton.ml.svc:8000"), ({"Service": service}, "http://10.0.12.34:8000")):
-        observed = Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Complete")], report_error="none", deployment=deployment(2), live_children=live)
+        observed = Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Complete")], report=committed(), deployment=deployment(2), live_children=live)
         assert desired_state(m, observed, settings, NOW).smoke_target[0] == url

@@ -39,6 +39,10 @@ def server_error(code: int, reason: str) -> dict:
 class RecordingReconciler:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
+        self.forgotten: list[tuple[str, str]] = []
+
+    def forget(self, namespace: str, name: str) -> None:
+        self.forgotten.append((namespace, name))
 
     async def reconcile(self, namespace: str, name: str) -> None:
         self.calls.append((namespace, name))
@@ -179,6 +183,7 @@ async def test_deleted_models_leave_the_resync_set():
     await handlers.model_event(event={"type": "ADDED"}, namespace="ml", name="a", memo=memo)
     await handlers.model_event(event={"type": "DELETED"}, namespace="ml", name="a", memo=memo)
     assert memo.known_models == set() and memo.reconciler.calls == [("ml", "a")]
+    assert memo.reconciler.forgotten == [("ml", "a")], "what the operator kept for it goes with it"
 
 
 class FlakyReconciler(RecordingReconciler):

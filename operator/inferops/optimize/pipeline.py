@@ -242,8 +242,11 @@ def optimize(opts: Options) -> OptimizationReport:
         report.checksums = {f.relative_to(repo).as_posix(): sha256(f) for f in files}
         write_report(repo, report)
         try:
-            publish(repo, opts.output_uri)
+            committed = publish(repo, opts.output_uri)
         except StorageError as exc:
             raise fail(str(exc), EXIT_TRANSIENT if isinstance(exc, Unreachable) else EXIT_ERROR) from None
-        log.info("published %s to %s", name, redact_uri(opts.output_uri))
+        if committed:
+            log.info("published %s to %s", name, redact_uri(opts.output_uri))
+        else:  # write-once: the artifact of this hash already exists and stays the one served
+            log.info("an artifact is already committed at %s: kept as it is, this run's result was not written", redact_uri(opts.output_uri))
         return report

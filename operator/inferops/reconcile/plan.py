@@ -40,6 +40,7 @@ class Observed:
     autoscaler: dict[str, Any] | None = None  # the model's HorizontalPodAutoscaler, if one exists
     report: OptimizationReport | None = None
     report_error: str | None = None
+    report_missing: bool = False  # the read found no report.json: nothing is committed for this hash
     smoke: SmokeResult | None = None
     status: dict[str, Any] = field(default_factory=dict)
     termination: JobTermination | None = None  # of the current Job, once it failed
@@ -121,7 +122,8 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
     if refused:
         message = f"recipe {', '.join(refused)} is not available on HardwareClass {class_name!r} ({hardware.instance_kind}); allowed: {', '.join(hardware.effective_recipes())}"
         conditions.append(condition("HardwareClassResolved", False, "RecipeNotSupported", message))
-        conditions.append(condition("Ready", False, "RecipeNotSupported", message))
+        conditions.append(condition("Ready", _was_ready(previous), "RecipeNotSupported", message))
+        _keep_serving_fields(previous, status)  # nothing was applied: the previous revision serves on
         return finish("Failed")
     conditions.append(condition("HardwareClassResolved", True, "Found", f"{class_name} ({hardware.instance_kind})"))
 
@@ -134,11 +136,14 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
     plan.delete_jobs = sorted(n for n in jobs if n != current_job_name)
     job = jobs.get(current_job_name)
     state, reason, message = _job_state(job)
-    if state != "succeeded":
+    if state == "absent":
+        state = _committed_instead_of_job(observed, plan)
+    if state not in ("succeeded", "committed"):
         plan.apply.append(desired_job(model, hardware, spec_hash, settings))
 
     revision: Revision | None = None
-    if state == "succeeded":
+    unavailable = False
+    if state in ("succeeded", "committed"):
         if observed.report is None and observed.report_error is None:
             plan.needs_report = True
         report = observed.report
@@ -150,11 +155,18 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
             status["report"] = report.model_dump(mode="json", by_alias=True, exclude_none=True)
             _keep_serving_fields(previous, status)
             return finish("Failed")
-        note = f"report unavailable: {observed.report_error}" if observed.report_error else ""
-        conditions.append(condition("Optimized", True, "JobSucceeded", note or f"artifact at {plan.artifact_uri}"))
-        revision = Revision(plan.artifact_uri, report)
-        status["artifactUri"] = plan.artifact_uri
-        if report is not None:
+        if report is None:
+            # No revision is rendered without its report (default batching, the spec's signature):
+            # the previous one keeps serving until the report can be read.
+            unavailable, message = True, _report_unavailable(plan.artifact_uri, observed, state)
+            conditions.append(condition("Optimized", False, "ReportUnavailable", message))
+            plan.retry_after = PROBE_RETRY_SECONDS if observed.report_error else None
+            revision = _previous_revision(previous)
+        else:
+            how = "JobSucceeded" if state == "succeeded" else "ArtifactCommitted"
+            conditions.append(condition("Optimized", True, how, f"artifact at {plan.artifact_uri}" + (" (committed before; reused, no Job)" if how == "ArtifactCommitted" else "")))
+            revision = Revision(plan.artifact_uri, report)
+            status["artifactUri"] = plan.artifact_uri
             status["report"] = report.model_dump(mode="json", by_alias=True, exclude_none=True)
     elif state == "failed":
         plan.needs_termination = not observed.termination_read
@@ -166,6 +178,9 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
         revision = _previous_revision(previous)
 
     if revision is None:
+        if unavailable:
+            conditions.append(condition("Ready", False, "ReportUnavailable", message))
+            return finish("Optimizing")
         if state == "failed":
             conditions.append(condition("Ready", False, reason if reason in REASON_OF_EXIT.values() else "OptimizationFailed", message))
             return finish("Failed")
@@ -175,7 +190,8 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
     try:
         serving, batching = desired_serving(model, hardware, revision, settings)
     except ModelConfigError as exc:
-        conditions.append(condition("Ready", False, "InvalidModelConfig", str(exc)))
+        conditions.append(condition("Ready", _was_ready(previous), "InvalidModelConfig", str(exc)))
+        _keep_serving_fields(previous, status)  # nothing was applied: the previous revision serves on
         return finish("Failed")
     clashes = [f"{o['kind']} {o['metadata']['name']}" for o in serving if (o["kind"], o["metadata"]["name"]) in observed.conflicts]
     if clashes:
@@ -213,11 +229,42 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
         conditions.append(condition("Ready", False, smoke_reason, smoke_message))
     else:
         conditions.append(condition("Ready", False, "DeploymentProgressing", f"{ready_replicas} of {wanted} replica(s) ready"))
-    if state in ("running", "absent"):
+    if state in ("running", "absent") or unavailable:
         return finish("Optimizing")
     if state == "failed":
         return finish("Failed")
     return finish("Ready" if ready else "Deploying")
+
+
+def invalid_spec_status(previous: dict[str, Any], generation: int, message: str, now: str) -> dict[str, Any]:
+    """The status of a model whose spec the operator cannot read (it passed the CRD's schema, not
+    the pydantic model): nothing is applied, so what served before still serves and stays in status."""
+    status: dict[str, Any] = {"phase": "Failed", "observedGeneration": generation}
+    _keep_serving_fields(previous or {}, status)
+    if previous and previous.get("selector"):
+        status["selector"] = previous["selector"]
+    ready = condition("Ready", _was_ready(previous or {}), "InvalidSpec", message)
+    status["conditions"] = merge_conditions((previous or {}).get("conditions", []), [ready], generation, now)
+    return status
+
+
+def _committed_instead_of_job(observed: Observed, plan: Plan) -> str:
+    """No Job for this hash (never made, deleted after it succeeded, a TTL, a spec reverted to an
+    earlier hash): look for a committed artifact first (once per hash: the reconciler remembers),
+    and reuse it. Only when none is committed does the hash need a Job; when the store cannot say,
+    no Job either (a re-run would publish nothing: artifacts are write-once)."""
+    if observed.report is not None or (observed.report_error is not None and not observed.report_missing):
+        return "committed"
+    if not observed.report_missing:
+        plan.needs_report = True
+    return "absent"
+
+
+def _report_unavailable(uri: str | None, observed: Observed, state: str) -> str:
+    if observed.report_error is None:
+        return f"reading report.json at {uri}"
+    what = "the optimization Job succeeded but" if state == "succeeded" else "no Job for this spec:"
+    return f"{what} its report.json at {uri} cannot be read ({observed.report_error}); the previous revision keeps serving, retried every {PROBE_RETRY_SECONDS:.0f} s"
 
 
 def _previous_revision(previous: dict[str, Any]) -> Revision | None:

@@ -13,6 +13,9 @@ FIELD_MANAGER = "inferops"
 # A failed smoke inference is tried again after this long (it is cached until then, and the model is
 # reconciled again then even if nothing else happens); so is a failed report read, at the next event.
 PROBE_RETRY_SECONDS = 30.0
+# report.json is written by a Job that runs a tenant's model (and maybe image): the operator reads
+# at most this much of it, and refuses (ReportUnavailable) a bigger one unread.
+REPORT_LIMIT_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,8 @@ class OperatorSettings:
     job_backoff_limit: int = 2
     smoke_test: bool = True
     storage_secret: str | None = None  # Secret the Job and the pull step use for the artifact store
+    smoke_timeout_s: float = 30.0  # a smoke inference without an answer by then has failed
+    keep_revisions: int = 3  # committed artifacts kept per model by `inferops gc` (the serving one always)
 
     @classmethod
     def from_env(cls) -> "OperatorSettings":
@@ -34,4 +39,6 @@ class OperatorSettings:
             job_backoff_limit=int(env.get("INFEROPS_JOB_BACKOFF_LIMIT", cls.job_backoff_limit)),
             smoke_test=env.get("INFEROPS_SMOKE_TEST", "true").lower() in ("1", "true", "yes", "on"),
             storage_secret=env.get("INFEROPS_STORAGE_SECRET") or None,
+            smoke_timeout_s=float(env.get("INFEROPS_SMOKE_TIMEOUT_SECONDS", cls.smoke_timeout_s)),
+            keep_revisions=int(env.get("INFEROPS_KEEP_REVISIONS", cls.keep_revisions)),
         )

@@ -1,7 +1,8 @@
 """Model and artifact storage: read and write s3://, file://, pvc://; read https://.
 
     fetch(uri, dest_dir) -> Path        copy a file or a tree down
-    publish(src_dir, uri)               write a tree, all or nothing, report.json last
+    publish(src_dir, uri) -> bool       write a tree once, all or nothing, report.json last
+    read_small(uri, limit) -> bytes     one object, refused (TooLarge) above the limit
     list_files(uri) -> list[str]        what is there
 
 Credentials come from the environment or a Secret mounted at $INFEROPS_CREDENTIALS_DIR (see
@@ -15,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .base import COMMIT_MARKER, Backend
-from .errors import AccessDenied, IncompleteArtifact, NotFound, StorageError, Unreachable, UnsupportedScheme
+from .errors import AccessDenied, IncompleteArtifact, NotFound, StorageError, TooLarge, Unreachable, UnsupportedScheme
 from .uri import ParsedUri, parse_uri, redact_uri
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "IncompleteArtifact",
     "NotFound",
     "StorageError",
+    "TooLarge",
     "Unreachable",
     "UnsupportedScheme",
     "backend_for",
@@ -31,6 +33,7 @@ __all__ = [
     "list_files",
     "parse_uri",
     "publish",
+    "read_small",
     "redact_uri",
 ]
 
@@ -63,8 +66,14 @@ def fetch(uri: str, dest: Path, *, source: bool = False) -> Path:
     return backend_for(uri, source=source).fetch(dest)
 
 
-def publish(src_dir: Path, uri: str, marker: str = COMMIT_MARKER) -> None:
-    backend_for(uri).publish(src_dir, marker)
+def publish(src_dir: Path, uri: str, marker: str = COMMIT_MARKER) -> bool:
+    """True if this call committed the tree, False if one was already committed there (kept)."""
+    return backend_for(uri).publish(src_dir, marker)
+
+
+def read_small(uri: str, limit: int) -> bytes:
+    """The object at `uri` (platform credentials) if it holds at most `limit` bytes, else TooLarge."""
+    return backend_for(uri).read_small(limit)
 
 
 def list_files(uri: str) -> list[str]:

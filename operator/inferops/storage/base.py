@@ -12,6 +12,11 @@ from .uri import ParsedUri
 COMMIT_MARKER = "report.json"
 
 
+def too_large(uri: object, size: int | None, limit: int) -> str:
+    have = f"{size} bytes" if size is not None else f"more than {limit} bytes"
+    return f"{uri} holds {have}, over the limit of {limit} bytes the operator reads; it was not read"
+
+
 def staging_name(name: str) -> str:
     return f".{name or 'root'}.staging-{uuid.uuid4().hex[:12]}"
 
@@ -29,12 +34,21 @@ class Backend(ABC):
         """Copy the file or tree at the URI to dest/<basename> and return that path."""
 
     @abstractmethod
-    def publish(self, src_dir: Path, marker: str = COMMIT_MARKER) -> None:
-        """Make the URI hold exactly the files of src_dir, all of them or none; `marker` goes last."""
+    def publish(self, src_dir: Path, marker: str = COMMIT_MARKER) -> bool:
+        """Make the URI hold exactly the files of src_dir, all of them or none; `marker` goes last.
+
+        Write-once: where a committed tree (its marker) is already at the URI, nothing is written
+        or deleted and False is returned; True when this call committed the tree."""
 
     @abstractmethod
     def list_files(self) -> list[str]:
         """Relative paths of the files under the URI (empty when nothing is there)."""
+
+    def read_small(self, limit: int) -> bytes:
+        """The object at the URI if it holds at most `limit` bytes; TooLarge (nothing read beyond
+        the cap) otherwise. For what the operator reads (report.json): a tenant's object must not
+        fill its memory or disk."""
+        raise StorageError(f"{self.uri}: this store cannot be read by the operator")
 
 
 def tree_files(root: Path) -> list[Path]:

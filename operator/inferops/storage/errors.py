@@ -25,3 +25,7 @@ class UnsupportedScheme(StorageError):
 
 class IncompleteArtifact(StorageError):
     """A model repository without its commit marker (report.json) or with a file whose checksum differs."""
+
+
+class TooLarge(StorageError):
+    """An object bigger than the reader's cap: it was not read (see Backend.read_small)."""

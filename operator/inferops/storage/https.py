@@ -52,7 +52,7 @@ class HttpsBackend(Backend):
         finally:
             partial.unlink(missing_ok=True)
 
-    def publish(self, src_dir: Path, marker: str = COMMIT_MARKER) -> None:
+    def publish(self, src_dir: Path, marker: str = COMMIT_MARKER) -> bool:
         raise StorageError(f"https:// is read-only; write the output to s3://, pvc:// or file:// (got {self.uri})")
 
     def list_files(self) -> list[str]:

@@ -2,9 +2,15 @@
 
 S3 has no rename, so a tree is published in three steps: upload everything under a sibling
 staging prefix (`<parent>/.<name>.staging-<id>/`), then server-side copy each object to the
-final prefix with the commit marker (report.json) copied last, then delete the staging prefix.
-An existing marker at the final prefix is deleted first. Readers (`inferops pull`) require the
-marker, so they never take a partial tree; on failure the objects already copied are removed.
+final prefix, then write the commit marker (report.json) last, then delete the staging prefix.
+Readers (`inferops pull`, the operator) require the marker, so they never take a partial tree; on
+failure the objects already copied are removed.
+
+Write-once: a prefix that holds its marker is committed and is never written or deleted again; a
+second publish there changes nothing (it checks before uploading and again before copying, and
+writes the marker with If-None-Match: *, so of two racing publishers only one commits). Two
+publishers racing before either commits may overwrite each other's uncommitted objects: the
+marker's checksums then make the pull step refuse the mix rather than serve it.
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from .base import COMMIT_MARKER, Backend, ordered_for_publish, staging_name
+from .base import COMMIT_MARKER, Backend, ordered_for_publish, staging_name, too_large
 from .credentials import S3Settings
-from .errors import AccessDenied, NotFound, StorageError, Unreachable
+from .errors import AccessDenied, NotFound, StorageError, TooLarge, Unreachable
 from .progress import Progress, log
 
 LARGE = 8 * 1024 * 1024
@@ -125,32 +131,92 @@ class S3Backend(Backend):
             self._download(self._key(rel), target / rel, None)
         return target
 
-    def publish(self, src_dir: Path, marker: str = COMMIT_MARKER) -> None:
+    def _committed(self, marker: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(marker))
+            return True
+        except Exception as exc:
+            err = translate(exc, f"read {self.uri}/{marker}")
+            if isinstance(err, NotFound):
+                return False
+            raise err from None
+
+    def publish(self, src_dir: Path, marker: str = COMMIT_MARKER) -> bool:
+        if self._committed(marker):
+            log.info("%s is already committed: left as it is (artifacts are write-once)", self.uri)
+            return False
         parent, _, name = self.prefix.rpartition("/")
         staging = f"{parent}/{staging_name(name)}" if parent else staging_name(name)
         files = ordered_for_publish(src_dir, marker)
         rels = [f.relative_to(src_dir).as_posix() for f in files]
+        data = [(f, rel) for f, rel in zip(files, rels) if rel != marker]
         copied: list[str] = []
+        committed = False
         try:
-            for f, rel in zip(files, rels):
+            for f, rel in data:
                 size = f.stat().st_size
                 progress = Progress(f"upload {rel}", size)
                 self._call("write", self.client.upload_file, str(f), self.bucket, self._key(rel, staging), Callback=progress)
                 if size >= LARGE:
                     progress.finish()
-            stale = [r for r in self.list_files() if r not in rels or r == marker]
-            for rel in sorted(stale, key=lambda r: r != marker):  # the old marker goes first
+            if self._committed(marker):  # another publisher committed while we uploaded
+                log.info("%s was committed by another publisher meanwhile: left as it is", self.uri)
+                return False
+            # No marker: whatever is under the prefix is a failed attempt's, never a committed tree.
+            for rel in [r for r in self.list_files() if r not in rels]:
                 self._call("delete", self.client.delete_object, Bucket=self.bucket, Key=self._key(rel))
-            for rel in rels:
+            for _, rel in data:
                 src = {"Bucket": self.bucket, "Key": self._key(rel, staging)}
                 self._call("write", self.client.copy, src, self.bucket, self._key(rel))
                 copied.append(rel)
+            if marker in rels:
+                committed = self._put_marker(src_dir / marker, marker)
+            else:
+                committed = True
+            if not committed:
+                log.info("%s was committed by another publisher meanwhile: left as it is", self.uri)
+                return False
         except BaseException:
-            self._remove(copied, None)
+            if not committed and not self._committed_quietly(marker):
+                self._remove(copied, None)
             raise
         finally:
-            self._remove(rels, staging)
+            self._remove([rel for _, rel in data], staging)
         log.info("published %d files to %s", len(rels), self.uri)
+        return True
+
+    def _put_marker(self, path: Path, marker: str) -> bool:
+        """Write the commit marker only if none is there (a conditional write, If-None-Match: *),
+        so two publishers of one artifact never both commit; False if another one did. A server
+        that does not implement conditional writes gets a plain write after the check above."""
+        body = path.read_bytes()
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(marker), Body=body, IfNoneMatch="*")
+            return True
+        except Exception as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code", "") if hasattr(exc, "response") else ""
+            if code in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            if code not in ("NotImplemented", "501"):
+                raise translate(exc, f"write {self.uri}/{marker}") from None
+        self._call("write", self.client.put_object, Bucket=self.bucket, Key=self._key(marker), Body=body)
+        return True
+
+    def _committed_quietly(self, marker: str) -> bool:
+        try:
+            return self._committed(marker)
+        except Exception:
+            return True  # cannot tell: leave what is there rather than remove a committed tree's files
+
+    def read_small(self, limit: int) -> bytes:
+        """A ranged GET of limit+1 bytes at most: a bigger object is refused without reading it."""
+        response = self._call("read", self.client.get_object, Bucket=self.bucket, Key=self.prefix, Range=f"bytes=0-{limit}")
+        with response["Body"] as body:
+            data = body.read(limit + 1)
+        if len(data) > limit:
+            total = (response.get("ContentRange") or "").rpartition("/")[2]
+            raise TooLarge(too_large(self.uri, int(total) if total.isdigit() else None, limit))
+        return data
 
     def _remove(self, rels: list[str], prefix: str | None) -> None:
         for rel in rels:
