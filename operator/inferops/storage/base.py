@@ -6,6 +6,7 @@ import uuid
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+from .errors import StorageError
 from .uri import ParsedUri
 
 # Written last when a tree is published; readers treat a tree without it as incomplete.
