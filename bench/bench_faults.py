@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "tests" / "cluster")]
+sys.path[:0] = [str(REPO / "tests" / "cluster"), str(REPO / "tests")]
 
-from conftest import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess, chart_rbac  # noqa: E402
+from operator_harness import OPERATOR_NAMESPACE, OPERATOR_SA, OperatorProcess, chart_rbac  # noqa: E402
 from test_faults import CPU_CLASS, poll  # noqa: E402
 from test_operator import model_manifest, names, wait_phase  # noqa: E402
 

@@ -232,12 +232,15 @@ class Reconciler:
         cached = self.memory.report(model.namespace, model.name, artifact_uri)
         if cached and (cached.report is not None or (time.monotonic() - cached.at < PROBE_RETRY_SECONDS and cached.job_seen == job_seen)):
             return cached
-        from .storage import NotFound
+        from .storage import AccessDenied, NotFound
 
         try:
             read = ReportRead(time.monotonic(), job_seen, await asyncio.to_thread(read_report, artifact_uri))
-        except NotFound as exc:
-            read = ReportRead(time.monotonic(), job_seen, None, f"NotFound: {exc}", missing=True)
+        except (NotFound, AccessDenied) as exc:
+            # S3 answers 403 for a missing key to a reader without s3:ListBucket: for the question
+            # "is anything committed?" that is "no". A Job made on it cannot overwrite anything
+            # (publishing is write-once); after the Job, it is a failed read like any other.
+            read = ReportRead(time.monotonic(), job_seen, None, f"{type(exc).__name__}: {exc}", missing=True)
         except Exception as exc:
             read = ReportRead(time.monotonic(), job_seen, None, f"{type(exc).__name__}: {exc}")
         self.memory.remember_report(model.namespace, model.name, artifact_uri, read)
