@@ -34,9 +34,10 @@ eval data (--eval-data):
   .txt  one sentence a line, for models shipped with tokenizer.json; metric is cosine fidelity.
 
 output: a Triton model repository at --output: <name>/config.pbtxt, <name>/1/model.onnx, and
-report.json (written last: readers such as `inferops pull` require it).
+report.json (written last: readers such as `inferops pull` require it). Write-once: where a
+report.json is already committed at --output, nothing there is written or deleted.
 
-exit status: 0 published; 1 transient (storage unreachable; worth retrying); 2 error (model,
+exit status: 0 published (or already committed there, kept); 1 transient (storage unreachable; worth retrying); 2 error (model,
 data, storage, recipe; nothing published; final); 3 accuracy gate failed (drop beyond
 --accuracy-budget; nothing published; final). On failure a one-line reason is also written to
 the file named by $INFEROPS_TERMINATION_LOG (the Job sets /dev/termination-log).
