@@ -23,6 +23,15 @@ class OperatorSettings:
     job_backoff_limit: int = 2
     smoke_test: bool = True
     storage_secret: str | None = None  # Secret the Job and the pull step use for the artifact store
+    # A Secret of this name in each model's namespace, with keys that reach only <root>/<namespace>/:
+    # when set, the Job and the pull step get it instead of storage_secret, which then serves the
+    # operator's own reads alone.
+    tenant_storage_secret: str | None = None
+    # Images an InferenceModel may name (spec.optimization.image, spec.serving.tritonImage):
+    # fnmatch patterns. The HardwareClass's and the operator's own images need no listing.
+    allowed_images: tuple[str, ...] = ()
+    # Any image a spec names is used; an unlisted one never receives the platform's storage_secret.
+    allow_image_overrides: bool = False
 
     @classmethod
     def from_env(cls) -> "OperatorSettings":
@@ -34,4 +43,7 @@ class OperatorSettings:
             job_backoff_limit=int(env.get("INFEROPS_JOB_BACKOFF_LIMIT", cls.job_backoff_limit)),
             smoke_test=env.get("INFEROPS_SMOKE_TEST", "true").lower() in ("1", "true", "yes", "on"),
             storage_secret=env.get("INFEROPS_STORAGE_SECRET") or None,
+            tenant_storage_secret=env.get("INFEROPS_TENANT_STORAGE_SECRET") or None,
+            allowed_images=tuple(i.strip() for i in env.get("INFEROPS_ALLOWED_IMAGES", "").split(",") if i.strip()),
+            allow_image_overrides=env.get("INFEROPS_ALLOW_IMAGE_OVERRIDES", "false").lower() in ("1", "true", "yes", "on"),
         )

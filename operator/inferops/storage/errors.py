@@ -25,3 +25,7 @@ class UnsupportedScheme(StorageError):
 
 class IncompleteArtifact(StorageError):
     """A model repository without its commit marker (report.json) or with a file whose checksum differs."""
+
+
+class ArtifactTampered(IncompleteArtifact):
+    """A published artifact that is no longer what the operator recorded from its Job's report."""
