@@ -319,12 +319,13 @@ def _namespace_now(memo: kopf.Memo, name: str) -> dict | None:
         return memo.reconciler.cache.get("Namespace", "", name)
 
 
-def validate_model(spec: kopf.Spec, hardware_classes: kopf.Index, memo: kopf.Memo, namespace: str | None = None, **_) -> None:
+def validate_model(spec: kopf.Spec, hardware_classes: kopf.Index, memo: kopf.Memo | None = None, namespace: str | None = None, **_) -> None:
     """Admission: rules that span objects, which CRD schemas cannot express."""
     class_name = (spec.get("hardware") or {}).get("class")
-    refusals = _tenant_refusals(spec, namespace, memo, next(iter(hardware_classes.get(class_name, [])), None))
-    if refusals:
-        raise kopf.AdmissionError("; ".join(refusals))
+    if memo is not None and getattr(memo, "reconciler", None) is not None:
+        refusals = _tenant_refusals(spec, namespace, memo, next(iter(hardware_classes.get(class_name, [])), None))
+        if refusals:
+            raise kopf.AdmissionError("; ".join(refusals))
     recipe = (spec.get("optimization") or {}).get("recipe") or "none"
     fmt = FORMATS_BY_NAME.get((spec.get("model") or {}).get("format") or "")
     if fmt is not None and not fmt.supported:
