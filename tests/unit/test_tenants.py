@@ -139,3 +139,74 @@ def test_losing_access_keeps_what_serves_and_applies_nothing_new():
 
 def test_a_class_without_selector_is_open_to_every_namespace():
     assert kinds(desired_state(model(spec(hardware={"class": "cpu"})), Observed(CPU, namespace_labels={}), SETTINGS, NOW)) == ["Job"]
+
+
+# -- the I/O around it: namespaces from the watch's cache; the webhook's refusals ---------------
+
+
+class _Kube:
+    """Answers the reads of one reconcile from dicts and counts them."""
+
+    def __init__(self, objects: dict[str, dict]):
+        self.objects, self.reads = objects, []
+
+    async def get(self, path):
+        self.reads.append(path)
+        return self.objects.get(path)
+
+    async def get_hardware_class(self, name):
+        return await self.get(f"class/{name}")
+
+    async def get_owned(self, api_version, kind, namespace, name):
+        return await self.get(f"{kind}/{namespace}/{name}")
+
+    async def list_owned(self, api_version, kind, namespace, model):
+        return []
+
+
+def test_the_namespace_comes_from_the_watched_cache_not_a_get_per_reconcile():
+    import asyncio
+
+    from inferops.reconciler import Reconciler
+
+    gpu = {"metadata": {"name": "l4"}, "spec": {**GPU.model_dump(by_alias=True), "namespaceSelector": {"matchLabels": {"team": "a"}}}}
+    kube = _Kube({})
+    reconciler = Reconciler(kube, SETTINGS)
+    reconciler.cache.prime("HardwareClass", [gpu])
+    reconciler.cache.prime("Namespace", [{"metadata": {"name": "ml", "labels": {"team": "a"}, "resourceVersion": "1"}}])
+    observed = asyncio.run(reconciler._observe(model(), {}))
+    assert observed.namespace_labels == {"kubernetes.io/metadata.name": "ml", "team": "a"}
+    assert not [p for p in kube.reads if "namespaces" in p], kube.reads
+    reconciler.cache.put("Namespace", {"metadata": {"name": "ml", "labels": {"team": "b"}, "resourceVersion": "2"}})
+    assert asyncio.run(reconciler._observe(model(), {})).namespace_labels["team"] == "b", "a relabel, as the watch delivers it"
+
+
+class _Memo:
+    def __init__(self, settings, namespaces: dict[str, dict]):
+        from inferops.cache import OwnedCache
+
+        class _SyncKube:
+            def _call(self, method, path):
+                return namespaces.get(path.rsplit("/", 1)[-1])
+
+        self.reconciler = type("R", (), {"settings": settings, "kube": _SyncKube(), "cache": OwnedCache()})()
+
+
+def test_webhook_refuses_tenant_images_and_forbidden_classes():
+    import kopf
+
+    from inferops.handlers import validate_model
+
+    gpu = {**GPU.model_dump(by_alias=True), "namespaceSelector": {"matchLabels": {"team": "a"}}}
+    namespaces = {"ml": {"metadata": {"name": "ml", "labels": {"team": "b"}}}, "ok": {"metadata": {"name": "ok", "labels": {"team": "a"}}}}
+    memo = _Memo(SETTINGS, namespaces)
+    body = spec().model_dump(by_alias=True, exclude_none=True)
+    with pytest.raises(kopf.AdmissionError, match="namespace 'ml' may not use HardwareClass 'l4'"):
+        validate_model(spec=body, hardware_classes={"l4": [gpu]}, memo=memo, namespace="ml")
+    validate_model(spec=body, hardware_classes={"l4": [gpu]}, memo=memo, namespace="ok")
+    with pytest.raises(kopf.AdmissionError, match="namespace 'gone' may not use"):
+        validate_model(spec=body, hardware_classes={"l4": [gpu]}, memo=memo, namespace="gone")  # unreadable: closed
+    tenant = spec(optimization={"image": "evil.example/x:1"}).model_dump(by_alias=True, exclude_none=True)
+    with pytest.raises(kopf.AdmissionError, match="not an allowed image"):
+        validate_model(spec=tenant, hardware_classes={"l4": [gpu]}, memo=memo, namespace="ok")
+    validate_model(spec=tenant, hardware_classes={"l4": [gpu]}, memo=_Memo(replace(SETTINGS, allowed_images=("evil.example/*",)), namespaces), namespace="ok")
