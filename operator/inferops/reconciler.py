@@ -184,7 +184,12 @@ class Reconciler:
                 hardware_error = f"HardwareClass {model.spec.hardware.class_name!r} is invalid: {_validation_message(exc)}"
         namespace = None
         if hardware is not None and hardware.namespace_selector is not None:
-            namespace = await self._read("v1", "Namespace", "", model.namespace)  # from the watch's cache
+            try:
+                namespace = await self._read("v1", "Namespace", "", model.namespace)  # from the watch's cache
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                log.warning("may not read namespace %s: its models cannot use a class with a namespaceSelector", model.namespace)
         name = serving_name(model.name)
         if self.cache.primed("Job"):
             jobs = self.cache.of_model("Job", model.namespace, model.name)
