@@ -265,9 +265,68 @@ async def hardware_class_event(event, name: str, models_by_class: kopf.Index, me
         await _reconcile(memo, namespace, model)
 
 
-def validate_model(spec: kopf.Spec, hardware_classes: kopf.Index, **_) -> None:
+@kopf.on.event("", "v1", "namespaces")
+async def namespace_event(event, name: str, memo: kopf.Memo, **_) -> None:
+    """Namespaces are kept in the cache for the HardwareClasses' namespaceSelector; a change of
+    labels may give or take a class from the models there, so they are looked at again."""
+    before = memo.reconciler.cache.get("Namespace", "", name)
+    _remember(memo, "Namespace", event)
+    old_labels = ((before or {}).get("metadata") or {}).get("labels")
+    if event["type"] == "DELETED" or before is None or old_labels == (event["object"]["metadata"].get("labels") or {}):
+        return
+    for namespace, model in sorted(memo.known_models):
+        if namespace == name:
+            await _reconcile(memo, namespace, model)
+
+
+def _tenant_refusals(spec: kopf.Spec, namespace: str | None, memo: kopf.Memo, class_spec: dict | None) -> list[str]:
+    """Images the admin did not allow, and a class the namespace may not use."""
+    from .api.hardware_class import HardwareClassSpec
+    from .api.inference_model import InferenceModelSpec
+    from .reconcile.images import image_refusals, refusal_message
+    from .reconciler import namespace_labels
+
+    refusals = []
+    settings = memo.reconciler.settings
+    try:
+        parsed = InferenceModelSpec.model_validate(dict(spec))
+    except Exception:
+        parsed = None  # the schema's own rules answer for that
+    if parsed is not None and (images := image_refusals(parsed, settings)):
+        refusals.append(refusal_message(images, settings))
+    try:
+        hardware = HardwareClassSpec.model_validate(class_spec) if class_spec is not None else None
+    except Exception:
+        hardware = None  # an invalid class fails the model with its own condition
+    if hardware is None:
+        return refusals
+    if hardware.namespace_selector is not None and namespace:
+        labels = namespace_labels(_namespace_now(memo, namespace), namespace)
+        if labels is None or not hardware.admits(labels):
+            class_name = (spec.get("hardware") or {}).get("class")
+            refusals.append(f"namespace {namespace!r} may not use HardwareClass {class_name!r} (its namespaceSelector); ask the platform admin for access, or use another class")
+    return refusals
+
+
+def _namespace_now(memo: kopf.Memo, name: str) -> dict | None:
+    """The namespace as the API server has it now (an admission is rare; the watch may lag a
+    label set a moment ago), else as the watch last showed it."""
+    from .kube import NAMESPACES
+
+    try:
+        return memo.reconciler.kube._call("GET", f"{NAMESPACES}/{name}")
+    except Exception as exc:
+        log.warning("reading namespace %s for admission: %s; using the watched copy", name, exc)
+        return memo.reconciler.cache.get("Namespace", "", name)
+
+
+def validate_model(spec: kopf.Spec, hardware_classes: kopf.Index, memo: kopf.Memo | None = None, namespace: str | None = None, **_) -> None:
     """Admission: rules that span objects, which CRD schemas cannot express."""
     class_name = (spec.get("hardware") or {}).get("class")
+    if memo is not None and getattr(memo, "reconciler", None) is not None:
+        refusals = _tenant_refusals(spec, namespace, memo, next(iter(hardware_classes.get(class_name, [])), None))
+        if refusals:
+            raise kopf.AdmissionError("; ".join(refusals))
     recipe = (spec.get("optimization") or {}).get("recipe") or "none"
     fmt = FORMATS_BY_NAME.get((spec.get("model") or {}).get("format") or "")
     if fmt is not None and not fmt.supported:

@@ -29,6 +29,7 @@ _PATHS = {
 }
 MODELS = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/inferencemodels"
 CLASSES = f"/apis/{GROUP}/{VERSION}/hardwareclasses"
+NAMESPACES = "/api/v1/namespaces"
 
 
 def list_path(api_version: str, kind: str) -> str:

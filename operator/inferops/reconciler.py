@@ -16,7 +16,7 @@ from .api.hardware_class import HardwareClassSpec
 from .api.inference_model import InferenceModelSpec, InferenceModelStatus
 from .api.report import OptimizationReport
 from .cache import OwnedCache
-from .kube import CLASSES, Kube, list_path
+from .kube import CLASSES, NAMESPACES, Kube, list_path
 from .metrics import METRICS
 from .reconcile.children import ModelRef
 from .reconcile.naming import serving_name
@@ -85,10 +85,11 @@ class Reconciler:
                 log.warning("cannot list %s cluster-wide (%s): reading them per reconcile", kind, exc.reason)
                 continue
             self.cache.prime(kind, data.get("items", []))
-        try:
-            self.cache.prime("HardwareClass", (await self.kube.call("GET", CLASSES)).get("items", []))
-        except ApiException as exc:
-            log.warning("cannot list HardwareClasses (%s): reading them per reconcile", exc.reason)
+        for kind, path in (("HardwareClass", CLASSES), ("Namespace", NAMESPACES)):
+            try:
+                self.cache.prime(kind, (await self.kube.call("GET", path)).get("items", []))
+            except ApiException as exc:
+                log.warning("cannot list %ss (%s): reading them per reconcile", kind, exc.reason)
 
     async def reconcile(self, namespace: str, name: str) -> float | None:
         """Reconcile one model; returns in how many seconds to reconcile it again even if nothing
@@ -164,8 +165,10 @@ class Reconciler:
         obj = self.cache.get(kind, namespace, name)
         if obj is not None or self.cache.primed(kind):
             return obj
-        obj = await (self.kube.get_hardware_class(name) if kind == "HardwareClass" else self.kube.get_owned(api_version, kind, namespace, name))
-        if obj is not None and kind != "HardwareClass":
+        if kind in ("HardwareClass", "Namespace"):  # cluster-scoped: kept by their watches alone
+            return await (self.kube.get_hardware_class(name) if kind == "HardwareClass" else self.kube.get(f"{NAMESPACES}/{name}"))
+        obj = await self.kube.get_owned(api_version, kind, namespace, name)
+        if obj is not None:
             self.cache.put(kind, obj)  # read once; our applies keep it current (see _apply)
         return obj
 
@@ -177,6 +180,14 @@ class Reconciler:
                 hardware = HardwareClassSpec.model_validate(class_body.get("spec") or {})
             except ValidationError as exc:
                 hardware_error = f"HardwareClass {model.spec.hardware.class_name!r} is invalid: {_validation_message(exc)}"
+        namespace = None
+        if hardware is not None and hardware.namespace_selector is not None:
+            try:
+                namespace = await self._read("v1", "Namespace", "", model.namespace)  # from the watch's cache
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                log.warning("may not read namespace %s: its models cannot use a class with a namespaceSelector", model.namespace)
         name = serving_name(model.name)
         if self.cache.primed("Job"):
             jobs = self.cache.of_model("Job", model.namespace, model.name)
@@ -197,6 +208,7 @@ class Reconciler:
             status=live_status,
             conflicts={(o["kind"], o["metadata"]["name"]) for o in children if not _owned_by(o, model.uid)},
             live_children={o["kind"]: o for o in children if _owned_by(o, model.uid)},
+            namespace_labels=namespace_labels(namespace, model.namespace),
         )
 
     async def _unseen_children(self, model: ModelRef, plan: Plan, observed: Observed) -> bool:
@@ -335,6 +347,13 @@ def termination_of(pods: list[dict[str, Any]]) -> JobTermination | None:
         return None
     _, code, message = max(ended)
     return JobTermination(code, message)
+
+
+def namespace_labels(namespace: dict[str, Any] | None, name: str) -> dict[str, str] | None:
+    """A namespace's labels; the API server sets kubernetes.io/metadata.name on every one."""
+    if namespace is None:
+        return None
+    return {"kubernetes.io/metadata.name": name, **(namespace["metadata"].get("labels") or {})}
 
 
 def _going_away(exc: ApiException) -> bool:

@@ -33,18 +33,45 @@ def env_of(docs: list[dict]) -> dict[str, str]:
     return {e["name"]: e["value"] for e in container(docs)["env"] if "value" in e}
 
 
-def rules(docs: list[dict]) -> set[tuple[str, str, str]]:
-    (role,) = by_kind(docs, "ClusterRole")
-    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+def _role_rules(role: dict) -> set[tuple[str, ...]]:
+    """(group, resource, verb), or (group, resource, verb, name) for a grant limited by resourceNames."""
+    return {
+        (g, r, v, *([n] if n else []))
+        for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+        for n in (rule.get("resourceNames") or [None])
+    }
+
+
+def _bound(docs: list[dict], binding: dict) -> set[tuple[str, ...]]:
+    assert binding["roleRef"]["kind"] == "ClusterRole"
+    (role,) = [r for r in by_kind(docs, "ClusterRole") if r["metadata"]["name"] == binding["roleRef"]["name"]]
+    return _role_rules(role)
+
+
+def rules(docs: list[dict]) -> set[tuple[str, ...]]:
+    """What the ServiceAccount may do cluster-wide: the ClusterRoles its ClusterRoleBindings bind."""
+    return {g for b in by_kind(docs, "ClusterRoleBinding") for g in _bound(docs, b)}
+
+
+def namespaced_rules(docs: list[dict]) -> dict[str, set[tuple[str, ...]]]:
+    """What it may do in each namespace a RoleBinding names, beyond the cluster-wide grants."""
+    out: dict[str, set[tuple[str, ...]]] = {}
+    for b in by_kind(docs, "RoleBinding"):
+        out.setdefault(b["metadata"]["namespace"], set()).update(_bound(docs, b))
+    return out
 
 
 def _grants(group: str, resources: list[str], verbs: list[str]) -> set[tuple[str, str, str]]:
     return {(group, r, v) for r in resources for v in verbs}
 
 
-# The calls the operator makes, and nothing more.
-OPERATOR_RULES = (
-    _grants("inferops.dev", ["inferencemodels", "hardwareclasses"], ["get", "list", "watch"])
+# The calls the operator makes, and nothing more: cluster-scoped reads, and what it does in a
+# model's namespace (cluster-wide without watchNamespaces, else in those namespaces only).
+CLUSTER_READS = _grants("inferops.dev", ["hardwareclasses"], ["get", "list", "watch"]) | _grants(
+    "apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"]
+)
+MODEL_RULES = (
+    _grants("inferops.dev", ["inferencemodels"], ["get", "list", "watch"])
     | _grants("inferops.dev", ["inferencemodels/status"], ["patch"])
     | _grants("batch", ["jobs"], ["get", "list", "watch", "create", "patch", "delete"])
     | _grants("apps", ["deployments"], ["get", "list", "watch", "create", "patch"])
@@ -53,13 +80,16 @@ OPERATOR_RULES = (
     | _grants("", ["pods"], ["list"])
     | _grants("", ["events"], ["create", "patch"])
     | _grants("events.k8s.io", ["events"], ["create", "patch"])
-    | _grants("apiextensions.k8s.io", ["customresourcedefinitions"], ["get", "list", "watch"])
 )
+OPERATOR_RULES = CLUSTER_READS | MODEL_RULES
+# The HardwareClasses' namespaceSelector needs the namespaces' labels (watched), in every mode.
 NAMESPACE_RULES = _grants("", ["namespaces"], ["get", "list", "watch"])
-# Kopf runs a manager for both webhook configuration kinds named by settings.admission.managed.
-WEBHOOK_RULES = _grants(
-    "admissionregistration.k8s.io", ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"], ["get", "list", "watch", "create", "patch"]
-)
+# Kopf runs a manager for both webhook configuration kinds named by settings.admission.managed:
+# it creates them (RBAC cannot limit create by name), then reads and patches them by name only.
+WEBHOOK_KINDS = ["validatingwebhookconfigurations", "mutatingwebhookconfigurations"]
+WEBHOOK_RULES = _grants("admissionregistration.k8s.io", WEBHOOK_KINDS, ["create"]) | {
+    ("admissionregistration.k8s.io", r, v, "validate.inferops.dev") for r in WEBHOOK_KINDS for v in ("get", "patch")
+}
 
 
 @pytest.mark.parametrize("values", [{}, ALL_ON], ids=["defaults", "all-on"])
@@ -72,7 +102,7 @@ def test_lint_is_clean(helm, values):
 
 def test_defaults_render_operator_deployment(helm):
     docs = render(helm)
-    assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
+    assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ClusterRole", "ClusterRoleBinding", "ClusterRoleBinding", "Deployment", "ServiceAccount"]
     main = container(docs)
     assert main["image"] == "ghcr.io/inferops/operator:0.1.0"
     assert main["args"] == ["operator", "--liveness=http://0.0.0.0:8080/healthz", "--log-format=full"]
@@ -85,6 +115,7 @@ def test_defaults_render_operator_deployment(helm):
         "INFEROPS_TRITON_IMAGE": "nvcr.io/nvidia/tritonserver:25.10-py3",
         "INFEROPS_JOB_BACKOFF_LIMIT": "2",
         "INFEROPS_SMOKE_TEST": "true",
+        "INFEROPS_ALLOW_IMAGE_OVERRIDES": "false",
         "INFEROPS_WORKER_LIMIT": "16",
         "INFEROPS_WATCH_SERVER_TIMEOUT": "300",
         "INFEROPS_RESYNC_SECONDS": "300",
@@ -123,8 +154,10 @@ def test_rbac_is_exactly_what_the_operator_calls(helm):
 
 def test_options_render_webhook_namespaces_and_classes(helm):
     docs = render(helm, ALL_ON, namespace="ops")
-    # Named namespaces: Kopf does not follow namespaces, so that grant goes; the webhook's comes.
-    assert rules(docs) == OPERATOR_RULES | WEBHOOK_RULES
+    # Named namespaces: cluster-wide only the cluster-scoped reads and the webhook's grants; what
+    # it does to models and their children, in those namespaces alone (RoleBindings).
+    assert rules(docs) == CLUSTER_READS | NAMESPACE_RULES | WEBHOOK_RULES
+    assert namespaced_rules(docs) == {"ml-a": MODEL_RULES, "ml-b": MODEL_RULES}
     main = container(docs)
     assert main["args"][-2:] == ["--namespace=ml-a", "--namespace=ml-b"]
     env = env_of(docs)
@@ -142,6 +175,8 @@ def test_options_render_webhook_namespaces_and_classes(helm):
     assert {"name": "storage-credentials", "mountPath": "/etc/inferops/storage", "readOnly": True} in main["volumeMounts"]
     assert not any("envFrom" in c for c in deployment["spec"]["template"]["spec"]["containers"])
     assert {h["metadata"]["name"] for h in by_kind(docs, "HardwareClass")} == {"cpu", "nvidia-l4", "nvidia-a100"}
+    classes = {h["metadata"]["name"]: h["spec"] for h in by_kind(docs, "HardwareClass")}
+    assert classes["nvidia-a100"]["namespaceSelector"] == {"matchLabels": {"inferops.dev/gpu-access": "a100"}}, "the sample shows class access"
 
 
 PEERING_RULES = _grants("kopf.dev", ["clusterkopfpeerings"], ["get", "list", "watch", "patch"])
@@ -216,3 +251,25 @@ def test_lint_refuses_bad_values(helm):
 def test_schema_recipes_match_the_api():
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert tuple(schema["definitions"]["recipe"]["enum"]) == RECIPES
+
+
+def test_image_allow_list_and_per_namespace_store_secret_reach_the_operator(helm):
+    env = env_of(render(helm, {"images.allowed": "{registry.example/ml/*,ghcr.io/acme/opt:1}", "operator.tenantStorageSecret": "inferops-artifacts"}))
+    assert env["INFEROPS_ALLOWED_IMAGES"] == "registry.example/ml/*,ghcr.io/acme/opt:1"
+    assert env["INFEROPS_ALLOW_IMAGE_OVERRIDES"] == "false"
+    assert env["INFEROPS_TENANT_STORAGE_SECRET"] == "inferops-artifacts"
+    assert env_of(render(helm, {"images.allowOverrides": "true"}))["INFEROPS_ALLOW_IMAGE_OVERRIDES"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"images.allowed": "{a b}"}, "/images/allowed/0"),
+        ({"images.allowOverrides": "sometimes"}, "/images/allowOverrides"),
+        ({"images.mirror": "x"}, "'mirror' not allowed"),
+        ({"operator.tenantStorageSecret": "Bad_Name"}, "/operator/tenantStorageSecret"),
+    ],
+)
+def test_schema_refuses_bad_tenant_values(helm, values, complaint):
+    result = run_helm(helm, "template", "inferops", str(CHART), "--kube-version", KUBE_VERSION, *set_args(values))
+    assert result.returncode != 0 and complaint in result.stderr, result.stderr

@@ -47,3 +47,32 @@ class Toleration(ApiModel):
 class Resources(ApiModel):
     requests: dict[ResourceName, Quantity] = Field(default_factory=dict)
     limits: dict[ResourceName, Quantity] = Field(default_factory=dict)
+
+
+class LabelSelectorRequirement(ApiModel):
+    key: str = Field(max_length=316)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] = Field(default_factory=list, max_length=64)
+
+
+class LabelSelector(ApiModel):
+    """A Kubernetes LabelSelector: every matchLabels pair and every matchExpressions requirement
+    must hold; an empty selector selects everything."""
+
+    match_labels: dict[str, str] = Field(alias="matchLabels", default_factory=dict)
+    match_expressions: list[LabelSelectorRequirement] = Field(alias="matchExpressions", default_factory=list, max_length=32)
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels.items()):
+            return False
+        for req in self.match_expressions:
+            present = req.key in labels
+            if req.operator == "In" and not (present and labels[req.key] in req.values):
+                return False
+            if req.operator == "NotIn" and present and labels[req.key] in req.values:
+                return False
+            if req.operator == "Exists" and not present:
+                return False
+            if req.operator == "DoesNotExist" and present:
+                return False
+        return True

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from .common import Image, Resources, Toleration
+from .common import Image, LabelSelector, Resources, Toleration
 from .recipes import GPU_ONLY_RECIPES, RECIPES, Recipe
 from .tensors import ApiModel
 
@@ -26,7 +26,7 @@ class HardwareClassSpec(ApiModel):
         default=None,
         description="Recipes that make sense here; by default every recipe for a GPU class and every CPU recipe for a CPU class.",
     )
-    triton_image: Image | None = Field(alias="tritonImage", default=None)
+    triton_image: Image | None = Field(alias="tritonImage", default=None, description="Triton image on this class (else the operator's INFEROPS_TRITON_IMAGE).")
     onnx_backend: OnnxBackend = Field(
         alias="onnxBackend",
         default="onnxruntime",
@@ -36,7 +36,23 @@ class HardwareClassSpec(ApiModel):
             "`inferops up` builds from the nvidia-pytriton wheel)."
         ),
     )
-    optimizer_image: Image | None = Field(alias="optimizerImage", default=None)
+    optimizer_image: Image | None = Field(
+        alias="optimizerImage", default=None,
+        description="Image of the optimization Job and of the Triton pods' pull step on this class (else the operator's INFEROPS_OPTIMIZER_IMAGE).",
+    )
+    namespace_selector: LabelSelector | None = Field(
+        alias="namespaceSelector",
+        default=None,
+        description=(
+            "Namespaces whose InferenceModels may use this class, by their labels (kubernetes.io/metadata.name names one). "
+            "Unset: every namespace. A model elsewhere is refused by the admission webhook where it is on, and fails with "
+            "HardwareClassResolved=False/HardwareClassForbidden otherwise; nothing of it is scheduled on these nodes."
+        ),
+    )
+
+    def admits(self, namespace_labels: dict[str, str]) -> bool:
+        """Whether a model in a namespace with these labels may use the class."""
+        return self.namespace_selector is None or self.namespace_selector.matches(namespace_labels)
 
     def allows(self, recipe: str) -> bool:
         if self.allowed_recipes is not None:

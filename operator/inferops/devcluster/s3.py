@@ -60,13 +60,15 @@ class LocalS3:
 
     def start(self, timeout: float = 30) -> S3Server:
         binary = binaries.ensure_binaries(("versitygw",))["versitygw"]  # a build is not timed
-        data, sidecar = self.root / "data", self.root / "meta"
-        data.mkdir(parents=True, exist_ok=True)
-        sidecar.mkdir(parents=True, exist_ok=True)
+        data, sidecar, iam = self.root / "data", self.root / "meta", self.root / "iam"
+        for folder in (data, sidecar, iam):
+            folder.mkdir(parents=True, exist_ok=True)
         access, secret = "AK" + secrets.token_hex(8).upper(), secrets.token_urlsafe(24)
         with open(self.root / "versitygw.log", "ab") as log:
             self.proc = subprocess.Popen(
-                [str(binary), "--port", f"{self.host}:{self.port}", "--access", access, "--secret", secret, "--quiet", "posix", "--sidecar", str(sidecar), str(data)],
+                [str(binary), "--port", f"{self.host}:{self.port}", "--access", access, "--secret", secret, "--quiet",
+                 # Its own IAM: users that bucket policies can limit to a prefix (devcluster/s3_tenants.py).
+                 "--iam-dir", str(iam), "posix", "--sidecar", str(sidecar), str(data)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env={"PATH": os.environ.get("PATH", "")},
                 preexec_fn=die_with_parent,
             )

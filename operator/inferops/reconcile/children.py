@@ -18,6 +18,8 @@ from ..api.tensors import BatchingConfig, Signature
 from ..templating import render
 from ..triton.config import build_model_config
 from ..storage.credentials import SOURCE_MODE_ENV, SOURCE_PREFIX
+from ..storage.digest import artifact_digest
+from .images import optimizer_image, platform_keys_allowed, triton_image
 from ..triton.python_backend import python_backend_config
 from .naming import SPEC_HASH, canonical_hash, job_name, labels, selector_labels, serving_name
 from .settings import OperatorSettings
@@ -85,10 +87,23 @@ def _env_from(model: ModelRef, settings: OperatorSettings, *, source: bool) -> l
     where the spec's URIs are read (`source`: the Job), gets the prefix INFEROPS_SOURCE_, which
     the storage layer uses for those reads alone: with both as plain AWS_*, the later in envFrom
     would silently replace the other's keys (storage/credentials.py)."""
-    env_from = [{"secretRef": {"name": settings.storage_secret}}] if settings.storage_secret else []
+    store_secret = artifact_store_secret(model, settings)
+    env_from = [{"secretRef": {"name": store_secret}}] if store_secret else []
     if source and model.spec.model.credentials_secret:
         env_from.append({"prefix": SOURCE_PREFIX, "secretRef": {"name": model.spec.model.credentials_secret}})
     return env_from
+
+
+def artifact_store_secret(model: ModelRef, settings: OperatorSettings) -> str | None:
+    """The Secret (in the model's namespace) a Job or pull step gets for the artifact store: the
+    namespace's own (settings.tenant_storage_secret, keys that reach only <root>/<namespace>/)
+    where the platform wires one; else the platform's, and that only into an image the admin
+    chose (reconcile/images.py): a tenant's own image gets no keys."""
+    if settings.tenant_storage_secret:
+        return settings.tenant_storage_secret
+    if settings.storage_secret and platform_keys_allowed(model.spec, settings):
+        return settings.storage_secret
+    return None
 
 
 def artifact_uri(model: ModelRef, spec_hash: str, settings: OperatorSettings) -> str:
@@ -131,7 +146,7 @@ def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, se
         deadline_seconds=opt.timeout_seconds,
         node_selector=hardware.node_selector,
         tolerations=_tolerations(hardware),
-        image=opt.image or hardware.optimizer_image or settings.optimizer_image,
+        image=optimizer_image(spec, hardware, settings),
         args=args,
         env=[
             {"name": "INFEROPS_LOG_FORMAT", "value": "text"},
@@ -198,6 +213,9 @@ def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revi
         gpu_accelerators=revision.report.accelerators if revision.report else [],
     )
     pull_args = ["pull", "--uri", revision.artifact_uri, "--dest", REPOSITORY]
+    if revision.report is not None:
+        # What the operator read when the Job finished: the pull refuses an artifact changed since.
+        pull_args += ["--digest", artifact_digest(revision.report.checksums)]
     if backend == "onnxruntime" and hardware.onnx_backend == "python":
         # The pull step writes the model.py that runs ONNX Runtime; the config names that backend.
         config_pbtxt = python_backend_config(config_pbtxt)
@@ -228,10 +246,10 @@ def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revi
         },
         node_selector=hardware.node_selector,
         tolerations=_tolerations(hardware),
-        optimizer_image=spec.optimization.image or hardware.optimizer_image or settings.optimizer_image,
+        optimizer_image=optimizer_image(spec, hardware, settings),
         pull_args=pull_args,
         env_from=_env_from(model, settings, source=False),  # the pull reads only the artifact
-        triton_image=spec.serving.triton_image or hardware.triton_image or settings.triton_image,
+        triton_image=triton_image(spec, hardware, settings),
         triton_args=triton_args,
         resources=_container_resources(hardware),
         startup_failure_threshold=60,

@@ -11,6 +11,7 @@ from ..api.report import OptimizationReport
 from ..triton.config import ModelConfigError
 from .children import ModelRef, Revision, artifact_uri, desired_job, desired_serving, endpoint, label_selector, model_signature, repository_model_name, smoke_url
 from .conditions import condition, merge_conditions
+from .images import image_refusals, refusal_message
 from .naming import job_name, optimization_hash
 from .settings import PROBE_RETRY_SECONDS, OperatorSettings
 
@@ -49,6 +50,7 @@ class Observed:
     # over them would take someone else's object (server-side apply with force merges into it).
     conflicts: set[tuple[str, str]] = field(default_factory=set)
     live_children: dict[str, dict[str, Any]] = field(default_factory=dict)  # owned serving objects by kind, as read
+    namespace_labels: dict[str, str] | None = None  # of the model's namespace (HardwareClass namespaceSelector); None: unknown
 
 
 @dataclass
@@ -125,7 +127,18 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
         conditions.append(condition("Ready", _was_ready(previous), "RecipeNotSupported", message))
         _keep_serving_fields(previous, status)  # nothing was applied: the previous revision serves on
         return finish("Failed")
+    forbidden = _class_forbidden(model, hardware, observed.namespace_labels)
+    if forbidden:
+        conditions.append(condition("HardwareClassResolved", False, "HardwareClassForbidden", forbidden))
+        conditions.append(condition("Ready", False, "HardwareClassForbidden", forbidden))
+        _keep_serving_fields(previous, status)
+        return finish("Failed")
     conditions.append(condition("HardwareClassResolved", True, "Found", f"{class_name} ({hardware.instance_kind})"))
+    refused_images = image_refusals(model.spec, settings)
+    if refused_images:
+        conditions.append(condition("Ready", False, "ImageNotAllowed", refusal_message(refused_images, settings)))
+        _keep_serving_fields(previous, status)
+        return finish("Failed")
 
     spec_hash = optimization_hash(model.spec, hardware)
     current_job_name = job_name(model.name, spec_hash)
@@ -265,6 +278,17 @@ def _report_unavailable(uri: str | None, observed: Observed, state: str) -> str:
         return f"reading report.json at {uri}"
     what = "the optimization Job succeeded but" if state == "succeeded" else "no Job for this spec:"
     return f"{what} its report.json at {uri} cannot be read ({observed.report_error}); the previous revision keeps serving, retried every {PROBE_RETRY_SECONDS:.0f} s"
+
+
+def _class_forbidden(model: ModelRef, hardware: HardwareClassSpec, namespace_labels: dict[str, str] | None) -> str:
+    """Why the model's namespace may not use its class ("" when it may). Unknown labels fail closed."""
+    if hardware.namespace_selector is None or (namespace_labels is not None and hardware.admits(namespace_labels)):
+        return ""
+    return (
+        f"namespace {model.namespace!r} may not use HardwareClass {model.spec.hardware.class_name!r}: its namespaceSelector does not select "
+        + ("this namespace's labels" if namespace_labels is not None else "the namespace, whose labels could not be read")
+        + "; ask the platform admin for access, or use another class"
+    )
 
 
 def _previous_revision(previous: dict[str, Any]) -> Revision | None:

@@ -28,6 +28,15 @@ class OperatorSettings:
     storage_secret: str | None = None  # Secret the Job and the pull step use for the artifact store
     smoke_timeout_s: float = 30.0  # a smoke inference without an answer by then has failed
     keep_revisions: int = 3  # committed artifacts kept per model by `inferops gc` (the serving one always)
+    # A Secret of this name in each model's namespace, with keys that reach only <root>/<namespace>/:
+    # when set, the Job and the pull step get it instead of storage_secret, which then serves the
+    # operator's own reads alone.
+    tenant_storage_secret: str | None = None
+    # Images an InferenceModel may name (spec.optimization.image, spec.serving.tritonImage):
+    # fnmatch patterns. The HardwareClass's and the operator's own images need no listing.
+    allowed_images: tuple[str, ...] = ()
+    # Any image a spec names is used; an unlisted one never receives the platform's storage_secret.
+    allow_image_overrides: bool = False
 
     @classmethod
     def from_env(cls) -> "OperatorSettings":
@@ -41,4 +50,7 @@ class OperatorSettings:
             storage_secret=env.get("INFEROPS_STORAGE_SECRET") or None,
             smoke_timeout_s=float(env.get("INFEROPS_SMOKE_TIMEOUT_SECONDS", cls.smoke_timeout_s)),
             keep_revisions=int(env.get("INFEROPS_KEEP_REVISIONS", cls.keep_revisions)),
+            tenant_storage_secret=env.get("INFEROPS_TENANT_STORAGE_SECRET") or None,
+            allowed_images=tuple(i.strip() for i in env.get("INFEROPS_ALLOWED_IMAGES", "").split(",") if i.strip()),
+            allow_image_overrides=env.get("INFEROPS_ALLOW_IMAGE_OVERRIDES", "false").lower() in ("1", "true", "yes", "on"),
         )

@@ -29,3 +29,7 @@ class IncompleteArtifact(StorageError):
 
 class TooLarge(StorageError):
     """An object bigger than the reader's cap: it was not read (see Backend.read_small)."""
+
+
+class ArtifactTampered(IncompleteArtifact):
+    """A published artifact that is no longer what the operator recorded from its Job's report."""
