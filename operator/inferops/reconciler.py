@@ -18,6 +18,7 @@ from .api.hardware_class import HardwareClassSpec
 from .api.inference_model import InferenceModelSpec, InferenceModelStatus
 from .api.report import OptimizationReport
 from .cache import OwnedCache
+from .executors import IOPools, run_in
 from .kube import CLASSES, Kube, list_path
 from .metrics import METRICS
 from .reconcile.children import ModelRef
@@ -31,6 +32,7 @@ from .reconcile.status_patch import status_patch
 log = logging.getLogger("inferops.reconcile")
 STATUS_FIELDS = {f.alias or name for name, f in InferenceModelStatus.model_fields.items()}
 HANDOVER_MANAGER = "inferops-replicas-handover"
+MODEL_KIND = "InferenceModel"
 
 
 def now_iso() -> str:
@@ -65,15 +67,18 @@ class Reconciler:
         kube: Kube,
         settings: OperatorSettings,
         post_event: Callable[[dict[str, Any], str, str, str], None] | None = None,
+        pools: IOPools | None = None,
     ):
         self.kube = kube
         self.settings = settings
         self.post_event = post_event
+        self.pools = pools  # bounded executors for report reads and smoke inferences (None: asyncio's default)
         self._locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._waiting: set[tuple[str, str]] = set()  # models with a reconcile queued that has not started
         self._reports: dict[str, tuple[float, OptimizationReport | None, str | None]] = {}
         self._smoke: dict[tuple[str, str, int], tuple[float, SmokeResult]] = {}
         self.cache = OwnedCache()
+        self.cache.keep(MODEL_KIND)
 
     async def prime_cache(self, owned_selector: str) -> None:
         """One LIST per watched kind before Kopf starts watching: from then on a cache miss
@@ -113,8 +118,17 @@ class Reconciler:
             if not acquired:
                 self._waiting.discard(key)
 
+    async def _model(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The model as the watch (or our last status write) last showed it; a GET if not seen."""
+        body = self.cache.get(MODEL_KIND, namespace, name)
+        if body is None:
+            body = await self.kube.get_model(namespace, name)
+            if body is not None:
+                self.cache.put(MODEL_KIND, body)
+        return body
+
     async def _reconcile_now(self, namespace: str, name: str) -> float | None:
-        body = await self.kube.get_model(namespace, name)
+        body = await self._model(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             METRICS.set_phase(namespace, name, None)
             return None  # children go with it through their owner references
@@ -225,7 +239,7 @@ class Reconciler:
         if cached and (cached[1] is not None or time.monotonic() - cached[0] < PROBE_RETRY_SECONDS):
             return cached[1], cached[2]
         try:
-            report, error = await asyncio.to_thread(read_report, artifact_uri), None
+            report, error = await run_in(self.pools and self.pools.storage, read_report, artifact_uri), None
         except Exception as exc:
             report, error = None, f"{type(exc).__name__}: {exc}"
         self._reports[artifact_uri] = (time.monotonic(), report, error)
@@ -237,7 +251,7 @@ class Reconciler:
         cached = self._smoke.get(key)
         if cached and (cached[1].ok or time.monotonic() - cached[0] < PROBE_RETRY_SECONDS):
             return cached[1]
-        result = await asyncio.to_thread(run_smoke, *plan.smoke_target)
+        result = await run_in(self.pools and self.pools.smoke, run_smoke, *plan.smoke_target)
         self._smoke[key] = (time.monotonic(), result)
         return result
 
@@ -250,7 +264,8 @@ class Reconciler:
                 live = next((j for j in observed.jobs if j["metadata"]["name"] == desired["metadata"]["name"]), None)
                 if live is not None:
                     continue  # a Job's template is immutable; its name already encodes the spec
-            applied = await self.kube.apply_if_changed(desired, live)
+            # live None: _observe/_unseen_children just saw it absent (no GET again)
+            applied = await self.kube.apply_if_changed(desired, live, read_live=False)
             if applied is not None:
                 self.cache.put(desired["kind"], applied)  # seen before the watch echoes it
                 log.info("applied %s %s/%s", desired["kind"], model.namespace, desired["metadata"]["name"])
@@ -287,7 +302,9 @@ class Reconciler:
         if not patch:
             return
         meta = body["metadata"]
-        await self.kube.patch_model_status(meta["namespace"], meta["name"], patch)
+        stored = await self.kube.patch_model_status(meta["namespace"], meta["name"], patch)
+        if isinstance(stored, dict) and stored.get("metadata"):
+            self.cache.put(MODEL_KIND, stored)  # the next reconcile diffs against what we wrote
         old_phase, new_phase = live.get("phase"), status.get("phase")
         if new_phase != old_phase and self.post_event is not None:
             ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)

@@ -23,6 +23,11 @@ class OperatorSettings:
     job_backoff_limit: int = 2
     smoke_test: bool = True
     storage_secret: str | None = None  # Secret the Job and the pull step use for the artifact store
+    # Threads for blocking I/O, one pool per kind of target (executors.py): API calls (also the
+    # client's connection pool size), artifact-store reads, smoke inferences.
+    api_threads: int = 16
+    storage_threads: int = 4
+    smoke_threads: int = 4
 
     @classmethod
     def from_env(cls) -> "OperatorSettings":
@@ -34,4 +39,7 @@ class OperatorSettings:
             job_backoff_limit=int(env.get("INFEROPS_JOB_BACKOFF_LIMIT", cls.job_backoff_limit)),
             smoke_test=env.get("INFEROPS_SMOKE_TEST", "true").lower() in ("1", "true", "yes", "on"),
             storage_secret=env.get("INFEROPS_STORAGE_SECRET") or None,
+            api_threads=max(1, int(env.get("INFEROPS_API_THREADS", cls.api_threads))),
+            storage_threads=max(1, int(env.get("INFEROPS_STORAGE_THREADS", cls.storage_threads))),
+            smoke_threads=max(1, int(env.get("INFEROPS_SMOKE_THREADS", cls.smoke_threads))),
         )
