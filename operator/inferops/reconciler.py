@@ -171,7 +171,12 @@ class Reconciler:
         if plan.smoke_target:
             observed.smoke = await self._smoke_result(model, observed, plan)
             plan = desired_state(model, observed, self.settings, now_iso())
+        jobs_seen = len(observed.jobs)
         await self._apply(model, plan, observed)
+        if len(observed.jobs) > jobs_seen:
+            # The Job was just created: say so now, as the reconcile its watch event brings would
+            # (one status write a model fewer: "creating" then "running" was two).
+            plan.status = desired_state(model, observed, self.settings, now_iso()).status
         await self._write_status(body, plan.status)
         return plan.retry_after
 
@@ -268,6 +273,8 @@ class Reconciler:
             applied = await self.kube.apply_if_changed(desired, live, read_live=False)
             if applied is not None:
                 self.cache.put(desired["kind"], applied)  # seen before the watch echoes it
+                if desired["kind"] == "Job":
+                    observed.jobs.append(applied)
                 log.info("applied %s %s/%s", desired["kind"], model.namespace, desired["metadata"]["name"])
         for name in plan.delete_jobs:
             log.info("retiring optimization Job %s/%s", model.namespace, name)

@@ -31,3 +31,17 @@ def test_resync_forgets_only_what_no_watch_keeps():
     cache.put("Service", {"kind": "Service", "metadata": {"name": "a-triton", "namespace": "ns", "resourceVersion": "2"}})
     cache.forget_unwatched()
     assert cache.get("Service", "ns", "a-triton") is None and cache.get("Job", "ns", "a-1") is not None
+
+
+def test_models_kept_by_their_watch_outlive_a_resync_but_a_miss_is_no_answer():
+    cache = OwnedCache()
+    cache.keep("InferenceModel")
+    model = {"kind": "InferenceModel", "metadata": {"name": "a", "namespace": "ns", "resourceVersion": "3"}}
+    cache.put("InferenceModel", model)
+    cache.forget_unwatched()
+    assert cache.get("InferenceModel", "ns", "a") is model
+    assert not cache.primed("InferenceModel"), "kept is not primed: a model not seen yet is read with a GET"
+    # our status write's response (newer) is not replaced by the watch's older echo
+    cache.put("InferenceModel", {**model, "metadata": {**model["metadata"], "resourceVersion": "5"}})
+    cache.put("InferenceModel", {**model, "metadata": {**model["metadata"], "resourceVersion": "4"}})
+    assert cache.get("InferenceModel", "ns", "a")["metadata"]["resourceVersion"] == "5"

@@ -148,7 +148,7 @@ async def test_slow_responses_are_waited_for_and_bounded(kmock, vault, settings)
     # The operator bounds every watch: the server is asked to close it, the client gives up later.
     assert settings.watching.server_timeout == 300
     assert settings.watching.client_timeout == 330
-    assert settings.watching.connect_timeout is not None and settings.queueing.worker_limit == 16
+    assert settings.watching.connect_timeout is not None and settings.queueing.worker_limit == 128 and settings.queueing.idle_timeout == 0.5
 
     lists = kmock[f"list {MODELS}"]
     watches = kmock[f"watch {MODELS}"]
