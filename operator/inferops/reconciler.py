@@ -313,7 +313,7 @@ class Reconciler:
         if isinstance(stored, dict) and stored.get("metadata"):
             self.cache.put(MODEL_KIND, stored)  # the next reconcile diffs against what we wrote
         old_phase, new_phase = live.get("phase"), status.get("phase")
-        if new_phase != old_phase and self.post_event is not None:
+        if new_phase != old_phase and self.post_event is not None and _worth_an_event(old_phase, new_phase):
             ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
             message = f"{old_phase or 'New'} -> {new_phase}" + (f": {ready['message']}" if ready and ready.get("message") else "")
             self.post_event(body, "Warning" if new_phase == "Failed" else "Normal", new_phase, message[:1024])
@@ -332,6 +332,16 @@ def termination_of(pods: list[dict[str, Any]]) -> JobTermination | None:
         return None
     _, code, message = max(ended)
     return JobTermination(code, message)
+
+
+OUTCOMES = ("Ready", "Failed")
+
+
+def _worth_an_event(old_phase: str | None, new_phase: str | None) -> bool:
+    """An Event when a model reaches an outcome or leaves one; the steps on the way (New ->
+    Optimizing -> Deploying) are in its status and conditions: at scale they were two of every
+    model's three Events (each a write the API server keeps an hour)."""
+    return old_phase in OUTCOMES or new_phase in OUTCOMES
 
 
 def _going_away(exc: ApiException) -> bool:
