@@ -161,6 +161,12 @@ def reports_read(kube: Kube) -> int:
     return sum(((m.get("status") or {}).get("report") or {}).get("modelName") == m["metadata"]["name"] for m in items)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used (its share of the machine's cores)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def idle_rss(pid: int, seconds: float) -> list[float]:
     """The operator's RSS (MiB) each minute for `seconds`, everything Ready and unchanged."""
     from bench_operator import rss_mib
@@ -184,7 +190,7 @@ def run_operator(count: int, timeout: float, rest: float, profile: Path | None, 
 
             profile.mkdir(parents=True, exist_ok=True)
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-r", "50", "-f", "speedscope", "-o", str(profile / f"operator-{count}.json"), "-p", str(operator.pid), "--idle"])
-        wall_start, started = time.time(), time.monotonic()
+        wall_start, started, cpu_start = time.time(), time.monotonic(), cpu_seconds(operator.pid)
         cluster.kubectl("apply", "--server-side", "-f", "-", input=models(count), timeout=600)
         ready = 0
         while time.monotonic() < started + timeout:
@@ -195,6 +201,7 @@ def run_operator(count: int, timeout: float, rest: float, profile: Path | None, 
             time.sleep(0.5)
         elapsed = time.monotonic() - started
         wall_ready = time.time()
+        cpu = cpu_seconds(operator.pid) - cpu_start
         if spy is not None:
             spy.send_signal(2)
             spy.wait(timeout=60)
@@ -213,6 +220,7 @@ def run_operator(count: int, timeout: float, rest: float, profile: Path | None, 
             "req_s_at_rest": round(len([e for e in resting if e["verb"] != "watch"]) / max(rest - 5, 1), 2),
             "resting_by_kind": summarize(resting),
             "peak_rss_mib": round(peak_rss_mib(operator.pid), 1),
+            "operator_cpu_s": round(cpu, 1),
             "load": load,
             "reports_read": reports_read(kube),
             "idle_rss_mib": rss_idle,
@@ -239,11 +247,11 @@ def main() -> None:
         base = {"seconds": float("nan")} if args.skip_baseline else run_baseline(n, args.timeout)
         rows.append((n, op, base))
         print(json.dumps({"models": n, "baseline": base}), flush=True)
-    print(f"{'N':>5} {'operator s':>10} {'baseline s':>10} {'ratio':>6} {'model->Job':>11} {'Job->Deploy':>11} {'avail->Ready':>12} {'req/s conv':>10} {'req/model':>9} {'req/s rest':>10} {'RSS MiB':>8} {'reports':>7} {'load':>14}")
+    print(f"{'N':>5} {'operator s':>10} {'baseline s':>10} {'ratio':>6} {'model->Job':>11} {'Job->Deploy':>11} {'avail->Ready':>12} {'req/s conv':>10} {'req/model':>9} {'req/s rest':>10} {'RSS MiB':>8} {'op CPU s':>8} {'reports':>7} {'load':>14}")
     for n, op, base in rows:
         p = op["phases"]
         print(f"{n:>5} {op['seconds']:>10} {base['seconds']:>10} {op['seconds'] / base['seconds']:>6.2f} {p['model->Job']:>11} {p['Job done->Deployment']:>11} {p['available->Ready']:>12} "
-              f"{op['req_s_converging']:>10} {op['req_per_model']:>9} {op['req_s_at_rest']:>10} {op['peak_rss_mib']:>8} {op['reports_read']:>7} {op['load']:>14}")
+              f"{op['req_s_converging']:>10} {op['req_per_model']:>9} {op['req_s_at_rest']:>10} {op['peak_rss_mib']:>8} {op['operator_cpu_s']:>8} {op['reports_read']:>7} {op['load']:>14}")
 
 
 if __name__ == "__main__":
