@@ -19,6 +19,7 @@ from ..templating import render
 from ..triton.config import build_model_config
 from ..storage.credentials import SOURCE_MODE_ENV, SOURCE_PREFIX
 from ..triton.python_backend import python_backend_config
+from .memo import memoized
 from .naming import SPEC_HASH, canonical_hash, job_name, labels, selector_labels, serving_name
 from .settings import OperatorSettings
 
@@ -100,6 +101,7 @@ def artifact_uri(model: ModelRef, spec_hash: str, settings: OperatorSettings) ->
     return f"{settings.artifact_root}/{model.namespace}/{model.name}/{spec_hash}"
 
 
+@memoized()
 def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, settings: OperatorSettings) -> dict[str, Any]:
     spec = model.spec
     opt = spec.optimization
@@ -185,6 +187,7 @@ def repository_model_name(model: ModelRef, revision: Revision) -> str:
     return revision.report.model_name if revision.report else model.name
 
 
+@memoized()
 def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revision, settings: OperatorSettings) -> tuple[list[dict[str, Any]], BatchingConfig | None]:
     """ConfigMap (config.pbtxt), Deployment and Service; raises ModelConfigError for a config Triton would refuse."""
     spec = model.spec
