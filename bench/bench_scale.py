@@ -2,7 +2,7 @@
 Ready, next to a baseline client that creates exactly the objects the operator would, with no
 operator, as fast as the control plane takes them.
 
-    python bench/bench_scale.py [--counts 100 300] [--rest 30] [--profile DIR]
+    python bench/bench_scale.py [--counts 100 300] [--rest 30] [--profile DIR] [--env KEY=VALUE ...] [--idle 3600]
 
 Each N runs twice, each on a fresh control plane (bench_operator.bench_cluster):
 (a) baseline: server-side apply of each model's Job (rendered by reconcile/children.py, the
@@ -14,6 +14,9 @@ Each N runs twice, each on a fresh control plane (bench_operator.bench_cluster):
 Printed: operator/baseline ratio; the operator's phase latencies from object timestamps (one
 second resolution), p50/p99; its API requests/s converging and at rest (audit log); its peak
 RSS; the machine's load average. --profile DIR runs the operator under py-spy (if installed).
+--env passes operator settings (e.g. INFEROPS_WORKER_LIMIT=16 to compare with an older default).
+--idle SECONDS keeps the N models Ready that long afterwards and samples the operator's RSS each
+minute (memory flat at rest; an hour at 1,000 is the issue's check, not run in CI).
 """
 
 from __future__ import annotations
@@ -152,8 +155,33 @@ def phases(kube: Kube) -> dict[str, str]:
     return {"model->Job": _pcts(to_job), "Job done->Deployment": _pcts(to_deploy), "available->Ready": _pcts(to_ready)}
 
 
-def run_operator(count: int, timeout: float, rest: float, profile: Path | None) -> dict[str, Any]:
-    with bench_cluster(count, {"INFEROPS_RESYNC_SECONDS": "3600"}) as (cluster, operator):
+def reports_read(kube: Kube) -> int:
+    """Models whose status carries the report seeded for them: the operator read it (issue 4)."""
+    items = kube._call("GET", "/apis/inferops.dev/v1alpha1/namespaces/bench/inferencemodels")["items"]
+    return sum(((m.get("status") or {}).get("report") or {}).get("modelName") == m["metadata"]["name"] for m in items)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used (its share of the machine's cores)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_rss(pid: int, seconds: float) -> list[float]:
+    """The operator's RSS (MiB) each minute for `seconds`, everything Ready and unchanged."""
+    from bench_operator import rss_mib
+
+    samples = [round(rss_mib(pid), 1)]
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(min(60.0, max(0.0, end - time.monotonic())))
+        samples.append(round(rss_mib(pid), 1))
+        print(f"  idle: RSS {samples[-1]} MiB", flush=True)
+    return samples
+
+
+def run_operator(count: int, timeout: float, rest: float, profile: Path | None, env: dict[str, str] | None = None, idle: float = 0) -> dict[str, Any]:
+    with bench_cluster(count, {"INFEROPS_RESYNC_SECONDS": "3600", **(env or {})}) as (cluster, operator):
         _seed(operator.artifacts, count)
         kube = _client(cluster.kubeconfig)
         spy = None
@@ -162,7 +190,7 @@ def run_operator(count: int, timeout: float, rest: float, profile: Path | None) 
 
             profile.mkdir(parents=True, exist_ok=True)
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-r", "50", "-f", "speedscope", "-o", str(profile / f"operator-{count}.json"), "-p", str(operator.pid), "--idle"])
-        wall_start, started = time.time(), time.monotonic()
+        wall_start, started, cpu_start = time.time(), time.monotonic(), cpu_seconds(operator.pid)
         cluster.kubectl("apply", "--server-side", "-f", "-", input=models(count), timeout=600)
         ready = 0
         while time.monotonic() < started + timeout:
@@ -173,12 +201,15 @@ def run_operator(count: int, timeout: float, rest: float, profile: Path | None) 
             time.sleep(0.5)
         elapsed = time.monotonic() - started
         wall_ready = time.time()
+        cpu = cpu_seconds(operator.pid) - cpu_start
         if spy is not None:
             spy.send_signal(2)
             spy.wait(timeout=60)
         time.sleep(rest)
         converging = requests_between(cluster, wall_start, wall_ready)
         resting = requests_between(cluster, wall_ready + 5, wall_ready + rest)
+        load = "/".join(f"{x:.1f}" for x in os.getloadavg())
+        rss_idle = idle_rss(operator.pid, idle) if idle else []
         return {
             "seconds": round(elapsed, 1),
             "ready": ready,
@@ -189,7 +220,10 @@ def run_operator(count: int, timeout: float, rest: float, profile: Path | None) 
             "req_s_at_rest": round(len([e for e in resting if e["verb"] != "watch"]) / max(rest - 5, 1), 2),
             "resting_by_kind": summarize(resting),
             "peak_rss_mib": round(peak_rss_mib(operator.pid), 1),
-            "load": "/".join(f"{x:.1f}" for x in os.getloadavg()),
+            "operator_cpu_s": round(cpu, 1),
+            "load": load,
+            "reports_read": reports_read(kube),
+            "idle_rss_mib": rss_idle,
             "tracebacks": operator.log_path.read_text().count("Traceback"),
         }
 
@@ -201,18 +235,23 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1200)
     parser.add_argument("--profile", type=Path, help="write a py-spy speedscope profile of the operator per N here")
     parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--env", nargs="*", default=[], metavar="KEY=VALUE", help="operator environment, e.g. INFEROPS_WORKER_LIMIT=16")
+    parser.add_argument("--idle", type=float, default=0, help="then keep the models that many seconds and sample RSS each minute (not in CI)")
     args = parser.parse_args()
+    env = dict(kv.split("=", 1) for kv in args.env)
     rows = []
     for n in args.counts:
+        # The operator first: a 1,000-model run is long, and its numbers are the ones to watch.
+        op = run_operator(n, args.timeout, args.rest, args.profile, env, args.idle)
+        print(json.dumps({"models": n, "operator": op}), flush=True)
         base = {"seconds": float("nan")} if args.skip_baseline else run_baseline(n, args.timeout)
-        op = run_operator(n, args.timeout, args.rest, args.profile)
         rows.append((n, op, base))
-        print(json.dumps({"models": n, "operator": op, "baseline": base}), flush=True)
-    print(f"{'N':>5} {'operator s':>10} {'baseline s':>10} {'ratio':>6} {'model->Job':>11} {'Job->Deploy':>11} {'avail->Ready':>12} {'req/s conv':>10} {'req/model':>9} {'req/s rest':>10} {'RSS MiB':>8} {'load':>14}")
+        print(json.dumps({"models": n, "baseline": base}), flush=True)
+    print(f"{'N':>5} {'operator s':>10} {'baseline s':>10} {'ratio':>6} {'model->Job':>11} {'Job->Deploy':>11} {'avail->Ready':>12} {'req/s conv':>10} {'req/model':>9} {'req/s rest':>10} {'RSS MiB':>8} {'op CPU s':>8} {'reports':>7} {'load':>14}")
     for n, op, base in rows:
         p = op["phases"]
         print(f"{n:>5} {op['seconds']:>10} {base['seconds']:>10} {op['seconds'] / base['seconds']:>6.2f} {p['model->Job']:>11} {p['Job done->Deployment']:>11} {p['available->Ready']:>12} "
-              f"{op['req_s_converging']:>10} {op['req_per_model']:>9} {op['req_s_at_rest']:>10} {op['peak_rss_mib']:>8} {op['load']:>14}")
+              f"{op['req_s_converging']:>10} {op['req_per_model']:>9} {op['req_s_at_rest']:>10} {op['peak_rss_mib']:>8} {op['operator_cpu_s']:>8} {op['reports_read']:>7} {op['load']:>14}")
 
 
 if __name__ == "__main__":

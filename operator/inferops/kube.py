@@ -7,7 +7,7 @@ change makes no write at all.
 
 from __future__ import annotations
 
-import asyncio
+import concurrent.futures
 import json
 from typing import Any
 
@@ -16,6 +16,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from .api.common import GROUP, VERSION
+from .executors import run_in
 from .metrics import METRICS
 from .reconcile.naming import APPLIED_HASH, MODEL_LABEL, canonical_hash
 from .reconcile.settings import FIELD_MANAGER
@@ -45,9 +46,10 @@ def load_config() -> None:
 
 
 class Kube:
-    def __init__(self, client: ApiClient | None = None, request_timeout: float = 30):
+    def __init__(self, client: ApiClient | None = None, request_timeout: float = 30, executor: concurrent.futures.Executor | None = None):
         self.client = client or ApiClient()
         self.timeout = request_timeout
+        self.executor = executor  # the operator's API pool (executors.py); asyncio's default when None
 
     # -- raw ---------------------------------------------------------------------------
 
@@ -65,7 +67,7 @@ class Kube:
     async def call(self, method: str, path: str, **kwargs: Any) -> Any:
         if method != "GET":
             METRICS.write(method, path, kwargs.get("content_type", "application/json"))
-        return await asyncio.to_thread(self._call, method, path, **kwargs)
+        return await run_in(self.executor, self._call, method, path, **kwargs)
 
     async def get(self, path: str) -> dict[str, Any] | None:
         try:
@@ -96,14 +98,15 @@ class Kube:
     async def get_owned(self, api_version: str, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return await self.get(f"{_PATHS[(api_version, kind)].format(namespace=namespace)}/{name}")
 
-    async def apply_if_changed(self, desired: dict[str, Any], live: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    async def apply_if_changed(self, desired: dict[str, Any], live: dict[str, Any] | None = None, *, read_live: bool = True) -> dict[str, Any] | None:
         """Server-side apply `desired` unless the live object already carries its hash. Returns
-        the object as written, or None when nothing was written."""
+        the object as written, or None when nothing was written. read_live=False: the caller
+        has just seen the object absent when `live` is None, so no GET is made for it."""
         desired = json.loads(json.dumps(desired))
         digest = canonical_hash(desired, 16)
         meta = desired["metadata"]
         path = f"{_PATHS[(desired['apiVersion'], desired['kind'])].format(namespace=meta['namespace'])}/{meta['name']}"
-        if live is None:
+        if live is None and read_live:
             live = await self.get(path)
         if live is not None and (live["metadata"].get("annotations") or {}).get(APPLIED_HASH) == digest:
             return None
@@ -134,10 +137,11 @@ class Kube:
             if exc.status != 404:
                 raise
 
-    async def patch_model_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None) -> None:
+    async def patch_model_status(self, namespace: str, name: str, status: dict[str, Any], resource_version: str | None = None) -> dict[str, Any] | None:
+        """Merge-patch the status; returns the model as stored after the write."""
         body: dict[str, Any] = {"status": status}
         if resource_version:
             body["metadata"] = {"resourceVersion": resource_version}
-        await self.call(
+        return await self.call(
             "PATCH", f"{MODELS.format(namespace=namespace)}/{name}/status", body=body, content_type="application/merge-patch+json",
         )

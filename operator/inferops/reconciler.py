@@ -16,6 +16,7 @@ from .api.hardware_class import HardwareClassSpec
 from .api.inference_model import InferenceModelSpec, InferenceModelStatus
 from .api.report import OptimizationReport
 from .cache import OwnedCache
+from .executors import IOPools, run_in
 from .kube import CLASSES, NAMESPACES, Kube, list_path
 from .metrics import METRICS
 from .reconcile.children import ModelRef
@@ -30,6 +31,7 @@ from .reconciler_memory import ModelMemory, ReportRead
 log = logging.getLogger("inferops.reconcile")
 STATUS_FIELDS = {f.alias or name for name, f in InferenceModelStatus.model_fields.items()}
 HANDOVER_MANAGER = "inferops-replicas-handover"
+MODEL_KIND = "InferenceModel"
 
 
 def now_iso() -> str:
@@ -63,16 +65,19 @@ class Reconciler:
         kube: Kube,
         settings: OperatorSettings,
         post_event: Callable[[dict[str, Any], str, str, str], None] | None = None,
+        pools: IOPools | None = None,
     ):
         self.kube = kube
         self.settings = settings
         self.post_event = post_event
+        self.pools = pools  # bounded executors for report reads and smoke inferences (None: asyncio's default)
         self._locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._waiting: set[tuple[str, str]] = set()  # models with a reconcile queued that has not started
         # Report reads and smoke results per model: forgotten when the model goes, and bounded.
         self.memory = ModelMemory()
         self._gone: set[tuple[str, str]] = set()
         self.cache = OwnedCache()
+        self.cache.keep(MODEL_KIND)
 
     async def prime_cache(self, owned_selector: str) -> None:
         """One LIST per watched kind before Kopf starts watching: from then on a cache miss
@@ -116,8 +121,17 @@ class Reconciler:
                 self._gone.discard(key)
                 self.forget(namespace, name)  # now that the lock is released
 
+    async def _model(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The model as the watch (or our last status write) last showed it; a GET if not seen."""
+        body = self.cache.get(MODEL_KIND, namespace, name)
+        if body is None:
+            body = await self.kube.get_model(namespace, name)
+            if body is not None:
+                self.cache.put(MODEL_KIND, body)
+        return body
+
     async def _reconcile_now(self, namespace: str, name: str) -> float | None:
-        body = await self.kube.get_model(namespace, name)
+        body = await self._model(namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             METRICS.set_phase(namespace, name, None)
             self._gone.add((namespace, name))
@@ -156,7 +170,12 @@ class Reconciler:
         if plan.smoke_target:
             observed.smoke = await self._smoke_result(model, observed, plan)
             plan = desired_state(model, observed, self.settings, now_iso())
+        jobs_seen = len(observed.jobs)
         await self._apply(model, plan, observed)
+        if len(observed.jobs) > jobs_seen:
+            # The Job was just created: say so now, as the reconcile its watch event brings would
+            # (one status write a model fewer: "creating" then "running" was two).
+            plan.status = desired_state(model, observed, self.settings, now_iso()).status
         await self._write_status(body, plan.status)
         return plan.retry_after
 
@@ -247,7 +266,7 @@ class Reconciler:
         from .storage import AccessDenied, NotFound
 
         try:
-            read = ReportRead(time.monotonic(), job_seen, await asyncio.to_thread(read_report, artifact_uri))
+            read = ReportRead(time.monotonic(), job_seen, await run_in(self.pools and self.pools.storage, read_report, artifact_uri))
         except (NotFound, AccessDenied) as exc:
             # S3 answers 403 for a missing key to a reader without s3:ListBucket: for the question
             # "is anything committed?" that is "no". A Job made on it cannot overwrite anything
@@ -270,7 +289,7 @@ class Reconciler:
         if running is not None and not running.done():
             return SmokeResult(False, "the previous smoke inference has not answered yet (the target hangs)")
         timeout = self.settings.smoke_timeout_s
-        future = asyncio.ensure_future(asyncio.to_thread(run_smoke, *plan.smoke_target, timeout_s=timeout / 3))
+        future = asyncio.ensure_future(run_in(self.pools and self.pools.smoke, run_smoke, *plan.smoke_target, timeout_s=timeout / 3))
         self.memory.set_smoke_running(model.namespace, model.name, future)
         try:
             result = await asyncio.wait_for(asyncio.shield(future), timeout)
@@ -288,9 +307,12 @@ class Reconciler:
                 live = next((j for j in observed.jobs if j["metadata"]["name"] == desired["metadata"]["name"]), None)
                 if live is not None:
                     continue  # a Job's template is immutable; its name already encodes the spec
-            applied = await self.kube.apply_if_changed(desired, live)
+            # live None: _observe/_unseen_children just saw it absent (no GET again)
+            applied = await self.kube.apply_if_changed(desired, live, read_live=False)
             if applied is not None:
                 self.cache.put(desired["kind"], applied)  # seen before the watch echoes it
+                if desired["kind"] == "Job":
+                    observed.jobs.append(applied)
                 log.info("applied %s %s/%s", desired["kind"], model.namespace, desired["metadata"]["name"])
         for name in plan.delete_jobs:
             log.info("retiring optimization Job %s/%s", model.namespace, name)
@@ -326,9 +348,11 @@ class Reconciler:
         if not patch:
             return
         meta = body["metadata"]
-        await self.kube.patch_model_status(meta["namespace"], meta["name"], patch)
+        stored = await self.kube.patch_model_status(meta["namespace"], meta["name"], patch)
+        if isinstance(stored, dict) and stored.get("metadata"):
+            self.cache.put(MODEL_KIND, stored)  # the next reconcile diffs against what we wrote
         old_phase, new_phase = live.get("phase"), status.get("phase")
-        if new_phase != old_phase and self.post_event is not None:
+        if new_phase != old_phase and self.post_event is not None and _worth_an_event(old_phase, new_phase):
             ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
             message = f"{old_phase or 'New'} -> {new_phase}" + (f": {ready['message']}" if ready and ready.get("message") else "")
             self.post_event(body, "Warning" if new_phase == "Failed" else "Normal", new_phase, message[:1024])
@@ -354,6 +378,16 @@ def namespace_labels(namespace: dict[str, Any] | None, name: str) -> dict[str, s
     if namespace is None:
         return None
     return {"kubernetes.io/metadata.name": name, **(namespace["metadata"].get("labels") or {})}
+
+
+OUTCOMES = ("Ready", "Failed")
+
+
+def _worth_an_event(old_phase: str | None, new_phase: str | None) -> bool:
+    """An Event when a model reaches an outcome or leaves one; the steps on the way (New ->
+    Optimizing -> Deploying) are in its status and conditions: at scale they were two of every
+    model's three Events (each a write the API server keeps an hour)."""
+    return old_phase in OUTCOMES or new_phase in OUTCOMES
 
 
 def _going_away(exc: ApiException) -> bool:

@@ -116,7 +116,7 @@ def test_defaults_render_operator_deployment(helm):
         "INFEROPS_JOB_BACKOFF_LIMIT": "2",
         "INFEROPS_SMOKE_TEST": "true",
         "INFEROPS_ALLOW_IMAGE_OVERRIDES": "false",
-        "INFEROPS_WORKER_LIMIT": "16",
+        "INFEROPS_WORKER_LIMIT": "128",
         "INFEROPS_WATCH_SERVER_TIMEOUT": "300",
         "INFEROPS_RESYNC_SECONDS": "300",
     }

@@ -19,6 +19,7 @@ from kopf._cogs.clients import auth, watching
 from kopf._cogs.structs import credentials, references
 
 from inferops import handlers
+from inferops.cache import OwnedCache
 
 MODELS = "inferops.dev/v1alpha1/inferencemodels"
 RESOURCE = references.Resource(group="inferops.dev", version="v1alpha1", plural="inferencemodels", namespaced=True)
@@ -43,6 +44,7 @@ class RecordingReconciler:
 
     def forget(self, namespace: str, name: str) -> None:
         self.forgotten.append((namespace, name))
+        self.cache = OwnedCache()  # model_event keeps the model there for the reconcile
 
     async def reconcile(self, namespace: str, name: str) -> None:
         self.calls.append((namespace, name))
@@ -150,7 +152,7 @@ async def test_slow_responses_are_waited_for_and_bounded(kmock, vault, settings)
     # The operator bounds every watch: the server is asked to close it, the client gives up later.
     assert settings.watching.server_timeout == 300
     assert settings.watching.client_timeout == 330
-    assert settings.watching.connect_timeout is not None and settings.queueing.worker_limit == 16
+    assert settings.watching.connect_timeout is not None and settings.queueing.worker_limit == 128 and settings.queueing.idle_timeout == 0.5
 
     lists = kmock[f"list {MODELS}"]
     watches = kmock[f"watch {MODELS}"]
@@ -180,10 +182,11 @@ async def test_slow_responses_are_waited_for_and_bounded(kmock, vault, settings)
 @pytest.mark.asyncio
 async def test_deleted_models_leave_the_resync_set():
     memo = kopf.Memo(reconciler=RecordingReconciler(), known_models=set())
-    await handlers.model_event(event={"type": "ADDED"}, namespace="ml", name="a", memo=memo)
-    await handlers.model_event(event={"type": "DELETED"}, namespace="ml", name="a", memo=memo)
+    await handlers.model_event(event={"type": "ADDED", "object": model("a", 1)}, namespace="ml", name="a", memo=memo)
+    await handlers.model_event(event={"type": "DELETED", "object": model("a", 2)}, namespace="ml", name="a", memo=memo)
     assert memo.known_models == set() and memo.reconciler.calls == [("ml", "a")]
     assert memo.reconciler.forgotten == [("ml", "a")], "what the operator kept for it goes with it"
+    assert memo.reconciler.cache.get("InferenceModel", "ml", "a") is None, "a deleted model is not kept"
 
 
 class FlakyReconciler(RecordingReconciler):
@@ -207,7 +210,7 @@ async def test_a_failed_reconcile_is_retried_without_another_event(monkeypatch):
     monkeypatch.setattr(handlers, "RETRY_DELAYS", (0.05, 0.1, 0.2))
     memo = kopf.Memo(reconciler=FlakyReconciler(failures=3), known_models=set(), retries={})
     with pytest.raises(ConnectionResetError):
-        await handlers.model_event(event={"type": "ADDED"}, namespace="ml", name="a", memo=memo)
+        await handlers.model_event(event={"type": "ADDED", "object": model("a", 1)}, namespace="ml", name="a", memo=memo)
     assert list(memo.retries) == [("ml", "a")]
     started = time.monotonic()
     while memo.reconciler.failures or memo.retries:

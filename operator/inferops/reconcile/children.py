@@ -21,6 +21,7 @@ from ..storage.credentials import SOURCE_MODE_ENV, SOURCE_PREFIX
 from ..storage.digest import artifact_digest
 from .images import optimizer_image, platform_keys_allowed, triton_image
 from ..triton.python_backend import python_backend_config
+from .memo import memoized
 from .naming import SPEC_HASH, canonical_hash, job_name, labels, selector_labels, serving_name
 from .settings import OperatorSettings
 
@@ -54,8 +55,13 @@ class ModelRef:
         ]
 
 
+# libyaml's loader where PyYAML has it: the pure-Python one spent over half of the operator's
+# event loop at 100 models (py-spy, issue "At scale"); both read the same safe YAML.
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _load(template: str, **context: Any) -> dict[str, Any]:
-    return yaml.safe_load(render(template, **context))
+    return yaml.load(render(template, **context), Loader=_SAFE_LOADER)
 
 
 def _container_resources(hardware: HardwareClassSpec) -> dict[str, Any]:
@@ -110,6 +116,7 @@ def artifact_uri(model: ModelRef, spec_hash: str, settings: OperatorSettings) ->
     return f"{settings.artifact_root}/{model.namespace}/{model.name}/{spec_hash}"
 
 
+@memoized()
 def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, settings: OperatorSettings) -> dict[str, Any]:
     spec = model.spec
     opt = spec.optimization
@@ -195,6 +202,7 @@ def repository_model_name(model: ModelRef, revision: Revision) -> str:
     return revision.report.model_name if revision.report else model.name
 
 
+@memoized()
 def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revision, settings: OperatorSettings) -> tuple[list[dict[str, Any]], BatchingConfig | None]:
     """ConfigMap (config.pbtxt), Deployment and Service; raises ModelConfigError for a config Triton would refuse."""
     spec = model.spec

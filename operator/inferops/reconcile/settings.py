@@ -37,6 +37,11 @@ class OperatorSettings:
     allowed_images: tuple[str, ...] = ()
     # Any image a spec names is used; an unlisted one never receives the platform's storage_secret.
     allow_image_overrides: bool = False
+    # Threads for blocking I/O, one pool per kind of target (executors.py): API calls (also the
+    # client's connection pool size), artifact-store reads, smoke inferences.
+    api_threads: int = 16
+    storage_threads: int = 4
+    smoke_threads: int = 4
 
     @classmethod
     def from_env(cls) -> "OperatorSettings":
@@ -53,4 +58,7 @@ class OperatorSettings:
             tenant_storage_secret=env.get("INFEROPS_TENANT_STORAGE_SECRET") or None,
             allowed_images=tuple(i.strip() for i in env.get("INFEROPS_ALLOWED_IMAGES", "").split(",") if i.strip()),
             allow_image_overrides=env.get("INFEROPS_ALLOW_IMAGE_OVERRIDES", "false").lower() in ("1", "true", "yes", "on"),
+            api_threads=max(1, int(env.get("INFEROPS_API_THREADS", cls.api_threads))),
+            storage_threads=max(1, int(env.get("INFEROPS_STORAGE_THREADS", cls.storage_threads))),
+            smoke_threads=max(1, int(env.get("INFEROPS_SMOKE_THREADS", cls.smoke_threads))),
         )
