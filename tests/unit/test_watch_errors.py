@@ -41,10 +41,10 @@ class RecordingReconciler:
     def __init__(self) -> None:
         self.calls: list[tuple[str, str]] = []
         self.forgotten: list[tuple[str, str]] = []
+        self.cache = OwnedCache()  # model_event keeps the model there for the reconcile
 
     def forget(self, namespace: str, name: str) -> None:
         self.forgotten.append((namespace, name))
-        self.cache = OwnedCache()  # model_event keeps the model there for the reconcile
 
     async def reconcile(self, namespace: str, name: str) -> None:
         self.calls.append((namespace, name))
