@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from .api.hardware_class import HardwareClassSpec
 from .api.inference_model import InferenceModelSpec, InferenceModelStatus
-from .api.report import OptimizationReport
+from .api.report import OptimizationReport, TuningReport
 from .cache import OwnedCache
 from .kube import CLASSES, Kube, list_path
 from .metrics import METRICS
@@ -25,6 +25,7 @@ from .reconcile.conditions import condition, merge_conditions
 from .reconcile.naming import serving_name
 from .api.outcomes import OPTIMIZER_CONTAINER
 from .reconcile.plan import JobTermination, Observed, Plan, SmokeResult, desired_state
+from .reconcile.tuning import TUNER_CONTAINER
 from .reconcile.settings import FIELD_MANAGER, PROBE_RETRY_SECONDS, OperatorSettings
 from .reconcile.status_patch import status_patch
 
@@ -47,6 +48,14 @@ def read_report(artifact_uri: str) -> OptimizationReport:
     with tempfile.TemporaryDirectory() as tmp:
         path = fetch(f"{artifact_uri}/report.json", Path(tmp))
         return OptimizationReport.model_validate_json(path.read_text())
+
+
+def read_tuning(uri: str) -> TuningReport:
+    """A tuning Job's published TuningReport (tuning-<hash>.json beside the artifact)."""
+    from .storage import fetch
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return TuningReport.model_validate_json(fetch(uri, Path(tmp)).read_text())
 
 
 def run_smoke(url: str, model_name: str, signature: Any) -> SmokeResult:
@@ -72,6 +81,7 @@ class Reconciler:
         self._locks: dict[tuple[str, str], asyncio.Lock] = defaultdict(asyncio.Lock)
         self._waiting: set[tuple[str, str]] = set()  # models with a reconcile queued that has not started
         self._reports: dict[str, tuple[float, OptimizationReport | None, str | None]] = {}
+        self._tunings: dict[str, tuple[float, TuningReport | None, str | None]] = {}
         self._smoke: dict[tuple[str, str, int], tuple[float, SmokeResult]] = {}
         self.cache = OwnedCache()
 
@@ -152,6 +162,14 @@ class Reconciler:
             observed.termination = termination_of(await self.kube.list_job_pods(model.namespace, plan.job_name))
             observed.termination_read = True
             plan = desired_state(model, observed, self.settings, now_iso())
+        if plan.needs_tuning_report and plan.tuning_uri:
+            observed.tuning, observed.tuning_error = await self._read_cached(self._tunings, read_tuning, plan.tuning_uri)
+            plan = desired_state(model, observed, self.settings, now_iso())
+        if plan.needs_tuning_termination and plan.tuning_job_name:
+            pods = await self.kube.list_job_pods(model.namespace, plan.tuning_job_name)
+            observed.tuning_termination = termination_of(pods, TUNER_CONTAINER)
+            observed.tuning_termination_read = True
+            plan = desired_state(model, observed, self.settings, now_iso())
         if await self._unseen_children(model, plan, observed):
             plan = desired_state(model, observed, self.settings, now_iso())
         if plan.smoke_target:
@@ -231,6 +249,20 @@ class Reconciler:
         self._reports[artifact_uri] = (time.monotonic(), report, error)
         return report, error
 
+    @staticmethod
+    async def _read_cached(cache: dict[str, tuple[float, Any, str | None]], read: Callable[[str], Any], uri: str) -> tuple[Any, str | None]:
+        """A published JSON read once (a result never changes under its hashed name); a failed
+        read is tried again after PROBE_RETRY_SECONDS, at the next event."""
+        cached = cache.get(uri)
+        if cached and (cached[1] is not None or time.monotonic() - cached[0] < PROBE_RETRY_SECONDS):
+            return cached[1], cached[2]
+        try:
+            value, error = await asyncio.to_thread(read, uri), None
+        except Exception as exc:
+            value, error = None, f"{type(exc).__name__}: {exc}"
+        cache[uri] = (time.monotonic(), value, error)
+        return value, error
+
     async def _smoke_result(self, model: ModelRef, observed: Observed, plan: Plan) -> SmokeResult:
         generation = int((observed.deployment or {}).get("metadata", {}).get("generation") or 0)
         key = (model.uid, plan.status.get("artifactUri") or "", generation)
@@ -255,7 +287,7 @@ class Reconciler:
                 self.cache.put(desired["kind"], applied)  # seen before the watch echoes it
                 log.info("applied %s %s/%s", desired["kind"], model.namespace, desired["metadata"]["name"])
         for name in plan.delete_jobs:
-            log.info("retiring optimization Job %s/%s", model.namespace, name)
+            log.info("retiring Job %s/%s", model.namespace, name)
             await self.kube.delete_job(model.namespace, name)
             self.cache.remove("Job", model.namespace, name)
         for name in plan.delete_autoscalers:
@@ -295,14 +327,14 @@ class Reconciler:
             self.post_event(body, "Warning" if new_phase == "Failed" else "Normal", new_phase, message[:1024])
 
 
-def termination_of(pods: list[dict[str, Any]]) -> JobTermination | None:
-    """How the optimizer ended in the last of the Job's pods that terminated (a final exit code
-    fails the Job at once, so that pod is the one that says why)."""
+def termination_of(pods: list[dict[str, Any]], container: str = OPTIMIZER_CONTAINER) -> JobTermination | None:
+    """How `container` (the optimizer, or the tuner) ended in the last of the Job's pods that
+    terminated (a final exit code fails the Job at once, so that pod is the one that says why)."""
     ended = []
     for pod in pods:
         for status in (pod.get("status") or {}).get("containerStatuses") or []:
             terminated = (status.get("state") or {}).get("terminated")
-            if status.get("name") == OPTIMIZER_CONTAINER and terminated and terminated.get("exitCode"):
+            if status.get("name") == container and terminated and terminated.get("exitCode"):
                 ended.append((terminated.get("finishedAt") or "", int(terminated["exitCode"]), terminated.get("message") or ""))
     if not ended:
         return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-py3"
@@ -23,6 +24,10 @@ class OperatorSettings:
     job_backoff_limit: int = 2
     smoke_test: bool = True
     storage_secret: str | None = None  # Secret the Job and the pull step use for the artifact store
+    # The tuning Job: `inferops tune --max-minutes`, and extra flags of the search (a test cluster
+    # shortens it: INFEROPS_TUNE_ARGS="--flag value ..."). Both are part of the tuning hash.
+    tuning_max_minutes: int = 20
+    tune_args: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> "OperatorSettings":
@@ -34,4 +39,6 @@ class OperatorSettings:
             job_backoff_limit=int(env.get("INFEROPS_JOB_BACKOFF_LIMIT", cls.job_backoff_limit)),
             smoke_test=env.get("INFEROPS_SMOKE_TEST", "true").lower() in ("1", "true", "yes", "on"),
             storage_secret=env.get("INFEROPS_STORAGE_SECRET") or None,
+            tuning_max_minutes=int(env.get("INFEROPS_TUNING_MAX_MINUTES", cls.tuning_max_minutes)),
+            tune_args=tuple(shlex.split(env.get("INFEROPS_TUNE_ARGS", ""))),
         )
