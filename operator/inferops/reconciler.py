@@ -82,6 +82,7 @@ class Reconciler:
         self._waiting: set[tuple[str, str]] = set()  # models with a reconcile queued that has not started
         self._reports: dict[str, tuple[float, OptimizationReport | None, str | None]] = {}
         self._tunings: dict[str, tuple[float, TuningReport | None, str | None]] = {}
+        self._tuning_ends: dict[str, JobTermination | None] = {}  # by failed tuning Job uid
         self._smoke: dict[tuple[str, str, int], tuple[float, SmokeResult]] = {}
         self.cache = OwnedCache()
 
@@ -166,8 +167,7 @@ class Reconciler:
             observed.tuning, observed.tuning_error = await self._read_cached(self._tunings, read_tuning, plan.tuning_uri)
             plan = desired_state(model, observed, self.settings, now_iso())
         if plan.needs_tuning_termination and plan.tuning_job_name:
-            pods = await self.kube.list_job_pods(model.namespace, plan.tuning_job_name)
-            observed.tuning_termination = termination_of(pods, TUNER_CONTAINER)
+            observed.tuning_termination = await self._tuning_termination(model, observed, plan.tuning_job_name)
             observed.tuning_termination_read = True
             plan = desired_state(model, observed, self.settings, now_iso())
         if await self._unseen_children(model, plan, observed):
@@ -262,6 +262,15 @@ class Reconciler:
             value, error = None, f"{type(exc).__name__}: {exc}"
         cache[uri] = (time.monotonic(), value, error)
         return value, error
+
+    async def _tuning_termination(self, model: ModelRef, observed: Observed, job_name: str) -> JobTermination | None:
+        """Why the tuning Job failed, read from its pods once per Job: a model that serves with the
+        default batching after a failed tuning is reconciled on every Deployment event."""
+        job = next((j for j in observed.jobs if j["metadata"]["name"] == job_name), {})
+        uid = job.get("metadata", {}).get("uid") or job_name
+        if uid not in self._tuning_ends:
+            self._tuning_ends[uid] = termination_of(await self.kube.list_job_pods(model.namespace, job_name), TUNER_CONTAINER)
+        return self._tuning_ends[uid]
 
     async def _smoke_result(self, model: ModelRef, observed: Observed, plan: Plan) -> SmokeResult:
         generation = int((observed.deployment or {}).get("metadata", {}).get("generation") or 0)
