@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ class OperatorSettings:
     storage_secret: str | None = None  # Secret the Job and the pull step use for the artifact store
     # The tuning Job: `inferops tune --max-minutes`, and extra flags of the search (a test cluster
     # shortens it: INFEROPS_TUNE_ARGS="--flag value ..."). Both are part of the tuning hash.
-    tuning_max_minutes: int = 20
+    tuning_max_minutes: int = 10
     tune_args: tuple[str, ...] = ()
 
     @classmethod
@@ -40,5 +41,16 @@ class OperatorSettings:
             smoke_test=env.get("INFEROPS_SMOKE_TEST", "true").lower() in ("1", "true", "yes", "on"),
             storage_secret=env.get("INFEROPS_STORAGE_SECRET") or None,
             tuning_max_minutes=int(env.get("INFEROPS_TUNING_MAX_MINUTES", cls.tuning_max_minutes)),
-            tune_args=tuple(shlex.split(env.get("INFEROPS_TUNE_ARGS", ""))),
+            tune_args=_tune_args(env.get("INFEROPS_TUNE_ARGS", "")),
         )
+
+
+def _tune_args(value: str) -> tuple[str, ...]:
+    """A JSON list (what the chart writes) or a shell-quoted line (by hand)."""
+    value = value.strip()
+    if value.startswith("["):
+        args = json.loads(value)
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise ValueError(f"INFEROPS_TUNE_ARGS: a JSON list of strings, not {value!r}")
+        return tuple(args)
+    return tuple(shlex.split(value))
