@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pull": ("inferops.storage.pull_cmd", "copy a model repository from a URI to a local folder (the Triton pod's init step)"),
     "serve": ("inferops.triton.serve_cmd", "serve a Triton model repository locally with the wheel's tritonserver"),
     "bench": ("inferops.triton.bench_cmd", "drive a Triton server with concurrent clients and report throughput and latency"),
+    "tune": ("inferops.triton.tune_cmd", "tune dynamic batching against a running Triton server (what the tuning pod runs)"),
 }
 
 
