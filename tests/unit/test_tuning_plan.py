@@ -61,6 +61,10 @@ def test_the_tuning_job_runs_the_class_triton_image_beside_the_tuner_on_the_clas
     assert env["INFEROPS_TUNING_IMAGE"]["value"] == triton["image"]
     assert env["INFEROPS_NODE_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert tuner["image"] == fetch["image"]  # the optimizer image
+    assert env["INFEROPS_ACCELERATOR"]["value"] == "NVIDIA-L4"
+    # The tuner shares the server's repository (duels serve two candidates at once).
+    assert args[args.index("--repository") + 1] == "/models/repository"
+    assert {m["name"]: m["mountPath"] for m in tuner["volumeMounts"]}["models"] == {m["name"]: m["mountPath"] for m in triton["volumeMounts"]}["models"]
     rules = tuning_job["spec"]["podFailurePolicy"]["rules"]
     assert rules[0] == {"action": "FailJob", "onExitCodes": {"containerName": "tune", "operator": "In", "values": [4]}}
     assert tuning_job["spec"]["backoffLimit"] <= 1 and tuning_job["spec"]["activeDeadlineSeconds"] <= 60 * 60
@@ -193,10 +197,25 @@ def test_no_tuning_without_auto_batching():
 
 def test_tuner_flags_of_the_operator_reach_the_job_and_its_hash():
     m = model()
-    short = OperatorSettings(artifact_root="s3://artifacts", smoke_test=False, tune_args=("--measure-seconds", "1"), tuning_max_minutes=3)
+    short = OperatorSettings(artifact_root="s3://artifacts", smoke_test=False, tune_args=("--duration", "1"), tuning_max_minutes=3)
     plan = desired_state(m, optimized(m), short, NOW)
     tuning_job = tuning_job_of(plan)
     args = tuning_job["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert args[-2:] == ["--measure-seconds", "1"] and args[args.index("--max-minutes") + 1] == "3"
+    assert args[-2:] == ["--duration", "1"] and args[args.index("--max-minutes") + 1] == "3"
     assert plan.tuning_job_name != desired_state(m, optimized(m), SETTINGS, NOW).tuning_job_name
     assert tuning_job["spec"]["activeDeadlineSeconds"] == 3 * 60 + 600
+
+
+def test_the_tuning_job_and_its_pull_step_speak_the_commands_own_arguments():
+    """What the operator writes into the pod is what `inferops tune` and `inferops pull` accept."""
+    from inferops.cli import build_parser
+
+    m = model(spec(hardware={"class": "cpu"}))
+    python_cpu = CPU.model_copy(update={"onnx_backend": "python"})
+    settings = OperatorSettings(artifact_root="s3://artifacts", smoke_test=False, tune_args=("--duration", "0.5"))
+    pod = tuning_job_of(desired_state(m, optimized(m, python_cpu), settings, NOW))["spec"]["template"]["spec"]
+    tune = build_parser().parse_args(pod["containers"][0]["args"])
+    assert (tune.server, tune.model, tune.concurrency, tune.instance_kind, tune.duration) == ("localhost:8000", "digits-opt", 16, "KIND_CPU", 0.5)
+    assert tune.output.startswith("s3://artifacts/ml/digits/") and tune.max_minutes == settings.tuning_max_minutes
+    pull = build_parser().parse_args(pod["initContainers"][0]["args"])
+    assert pull.python_backend and pull.dest == tune.repository

@@ -30,10 +30,10 @@ from .children import (
     triton_image,
 )
 from .naming import SPEC_HASH, labels, tuning_hash, tuning_job_name
+from ..triton.tune_cmd import ACCELERATOR_ENV, EXIT_TUNING_FAILED, IMAGE_ENV, NODE_ENV
 from .settings import OperatorSettings
 
 TUNER_CONTAINER = "tune"
-EXIT_TUNING_FAILED = 4  # `inferops tune`: the tuning failed; another try gives the same answer
 TUNING_HASH = "inferops.dev/tuning-hash"
 TUNING_COMPONENT = "tuner"
 # Pulling the artifact and starting the server come on top of the tuner's own --max-minutes.
@@ -77,16 +77,18 @@ def desired_tuning_job(model: ModelRef, hardware: HardwareClassSpec, revision: R
         "--instance-kind", hardware.instance_kind,
         "--output", target.output_uri,
         "--max-minutes", str(settings.tuning_max_minutes),
+        # The server's repository, shared: the tuner serves two candidates at once (duels).
+        "--repository", REPOSITORY,
         *settings.tune_args,
     ]
     env = [
         {"name": "INFEROPS_LOG_FORMAT", "value": "text"},
         {"name": TERMINATION_LOG_ENV, "value": TERMINATION_LOG},
-        {"name": "INFEROPS_TUNING_IMAGE", "value": target.triton_image},  # recorded in the report: what it measured on
-        {"name": "INFEROPS_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": IMAGE_ENV, "value": target.triton_image},  # recorded in the report: what it measured on
+        {"name": NODE_ENV, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
     ]
     if GPU_PRODUCT_LABEL in hardware.node_selector:
-        env.append({"name": "INFEROPS_TUNING_ACCELERATOR", "value": hardware.node_selector[GPU_PRODUCT_LABEL]})
+        env.append({"name": ACCELERATOR_ENV, "value": hardware.node_selector[GPU_PRODUCT_LABEL]})
     triton_args = [
         f"--model-repository={REPOSITORY}",
         "--model-control-mode=explicit",  # nothing loads at start; the tuner loads each candidate config
