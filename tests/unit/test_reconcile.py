@@ -97,6 +97,7 @@ def test_job_runs_on_the_class_nodes_with_owner_and_deadline():
     assert args[args.index("--recipe") + 1] == "prune,quantize-int8-dynamic"
     assert args[args.index("--output") + 1] == "s3://artifacts/ml/digits/abc123"
     assert "--tune" not in args and "--latency-objective-ms" not in args, "tuning has its own Job"
+    assert "--require-batch" in args, "auto batching: a model that cannot batch is refused by the optimizer at once"
     assert "nvidia.com/gpu" not in str(pod["containers"][0]["resources"]), "no GPU recipe: the Job leaves the GPU to serving"
     assert args[args.index("--param") + 1] == "sparsity=0.5"
     _assert_restricted(pod)

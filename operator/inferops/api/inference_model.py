@@ -110,7 +110,7 @@ class OptimizationSpec(ApiModel):
 
 
 class DynamicBatchingSpec(ApiModel):
-    mode: Literal["auto", "explicit", "disabled"] = Field(default="auto", description="auto: tuned by profiling on a real Triton server.")
+    mode: Literal["auto", "explicit", "disabled"] = Field(default="auto", description="auto: tuned by a tuning Job on the HardwareClass's nodes with its Triton image (the Deployment's server), for latencyObjectiveMs and expectedConcurrency.")
     max_batch_size: int | None = Field(alias="maxBatchSize", default=None, ge=1, le=4096)
     preferred_batch_sizes: list[int] | None = Field(alias="preferredBatchSizes", default=None, max_length=16)
     max_queue_delay_microseconds: int | None = Field(alias="maxQueueDelayMicroseconds", default=None, ge=0, le=10_000_000)

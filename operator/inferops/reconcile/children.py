@@ -124,6 +124,8 @@ def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, se
         args += ["--eval-data", opt.eval_data]
     for key, value in sorted(opt.parameters.items()):
         args += ["--param", f"{key}={value}"]
+    if spec.serving.dynamic_batching.mode == "auto":
+        args.append("--require-batch")  # refused at once, not after a tuning Job that cannot batch it
     return _load(
         "job.yaml.j2",
         name=job_name(model.name, spec_hash),
