@@ -85,6 +85,7 @@ def test_defaults_render_operator_deployment(helm):
         "INFEROPS_TRITON_IMAGE": "nvcr.io/nvidia/tritonserver:25.10-py3",
         "INFEROPS_JOB_BACKOFF_LIMIT": "2",
         "INFEROPS_SMOKE_TEST": "true",
+        "INFEROPS_TUNING_MAX_MINUTES": "10",
         "INFEROPS_WORKER_LIMIT": "16",
         "INFEROPS_WATCH_SERVER_TIMEOUT": "300",
         "INFEROPS_RESYNC_SECONDS": "300",
@@ -216,3 +217,12 @@ def test_lint_refuses_bad_values(helm):
 def test_schema_recipes_match_the_api():
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert tuple(schema["definitions"]["recipe"]["enum"]) == RECIPES
+
+
+def test_tuner_flags_reach_the_operator_as_a_json_list(helm):
+    from inferops.reconcile.settings import _tune_args
+
+    deployment = next(o for o in render(helm, {"operator.tuning.maxMinutes": "3", "operator.tuning.args": "{--duration,0.5}"}) if o["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["INFEROPS_TUNING_MAX_MINUTES"] == "3"
+    assert _tune_args(env["INFEROPS_TUNE_ARGS"]) == ("--duration", "0.5")
