@@ -219,3 +219,13 @@ def test_the_tuning_job_and_its_pull_step_speak_the_commands_own_arguments():
     assert tune.output.startswith("s3://artifacts/ml/digits/") and tune.max_minutes == settings.tuning_max_minutes
     pull = build_parser().parse_args(pod["initContainers"][0]["args"])
     assert pull.python_backend and pull.dest == tune.repository
+
+
+def test_inferops_up_says_where_the_tuning_measured_or_why_there_is_none():
+    from inferops.devcluster.up_cmd import _tuning_line
+
+    line = _tuning_line({"throughputPerSecond": 812.3, "p99Ms": 31.24, "latencyObjectiveMs": 50, "measurements": 6, "gridSize": 24,
+                         "wallSeconds": 26.3, "concurrency": 16, "node": "real-node-0", "image": "inferops.dev/triton-cpu:x"}, {})
+    assert "812 infer/s at p99 31.2 ms" in line and "16 clients" in line and "on real-node-0 with inferops.dev/triton-cpu:x" in line
+    failed = {"conditions": [{"type": "Tuned", "status": "False", "reason": "TuningFailed", "message": "no config could be measured"}]}
+    assert "TuningFailed no config could be measured" in _tuning_line({}, failed)
