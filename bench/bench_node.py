@@ -53,10 +53,14 @@ def phases(cluster: Cluster) -> dict[str, float]:
     pod_ready = next(c for c in pod["status"]["conditions"] if c["type"] == "Ready")["lastTransitionTime"]
     model_ready = next(c for c in model["status"]["conditions"] if c["type"] == "Ready")["lastTransitionTime"]
     created = ts(model["metadata"]["creationTimestamp"])
+    # dynamicBatching auto: the tuning Job (its own pod, after the optimization Job) comes before serving.
+    tuning = get("job", model["status"]["tuningJobName"]) if model["status"].get("tuningJobName") else None
+    before_serving = tuning or job
     return {
         "apply -> Job created": (ts(job["metadata"]["creationTimestamp"]) - created).total_seconds(),
-        "Job (optimize + tune)": (ts(job["status"]["completionTime"]) - ts(job["metadata"]["creationTimestamp"])).total_seconds(),
-        "Job done -> Triton pod created": (ts(pod["metadata"]["creationTimestamp"]) - ts(job["status"]["completionTime"])).total_seconds(),
+        "optimization Job": (ts(job["status"]["completionTime"]) - ts(job["metadata"]["creationTimestamp"])).total_seconds(),
+        **({"tuning Job (pull, Triton start, tune)": (ts(tuning["status"]["completionTime"]) - ts(tuning["metadata"]["creationTimestamp"])).total_seconds()} if tuning else {}),
+        "Jobs done -> Triton pod created": (ts(pod["metadata"]["creationTimestamp"]) - ts(before_serving["status"]["completionTime"])).total_seconds(),
         "pull (init step)": (ts(init["finishedAt"]) - ts(init["startedAt"])).total_seconds(),
         "Triton start -> pod Ready": (ts(pod_ready) - ts(triton["startedAt"])).total_seconds(),
         "pod Ready -> model Ready (smoke)": (ts(model_ready) - ts(pod_ready)).total_seconds(),

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("inferops.triton.serve_cmd", "serve a Triton model repository locally with the wheel's tritonserver"),
     "bench": ("inferops.triton.bench_cmd", "drive a Triton server with concurrent clients and report throughput and latency"),
     "gc": ("inferops.gc_cmd", "delete the artifacts of deleted models and of revisions beyond the last N per model"),
+    "tune": ("inferops.triton.tune_cmd", "tune dynamic batching against a running Triton server (what the tuning pod runs)"),
 }
 
 

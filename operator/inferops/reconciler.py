@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from .api.hardware_class import HardwareClassSpec
 from .api.inference_model import InferenceModelSpec, InferenceModelStatus
-from .api.report import OptimizationReport
+from .api.report import OptimizationReport, TuningReport
 from .cache import OwnedCache
 from .executors import IOPools, run_in
 from .kube import CLASSES, NAMESPACES, Kube, list_path
@@ -25,6 +25,7 @@ from .api.outcomes import OPTIMIZER_CONTAINER
 from .reconcile.plan import JobTermination, Observed, Plan, SmokeResult, desired_state, invalid_spec_status
 from .reconcile.settings import FIELD_MANAGER, PROBE_RETRY_SECONDS, REPORT_LIMIT_BYTES, OperatorSettings
 from .reconcile.status_limits import bounded_status
+from .reconcile.tuning import TUNER_CONTAINER
 from .reconcile.status_patch import status_patch
 from .reconciler_memory import ModelMemory, ReportRead
 
@@ -47,6 +48,13 @@ def read_report(artifact_uri: str, limit: int = REPORT_LIMIT_BYTES) -> Optimizat
     from .storage import read_small
 
     return OptimizationReport.model_validate_json(read_small(f"{artifact_uri}/report.json", limit))
+
+
+def read_tuning(uri: str, limit: int = REPORT_LIMIT_BYTES) -> TuningReport:
+    """A tuning Job's published TuningReport (tuning-<hash>.json beside the artifact), capped like report.json."""
+    from .storage import read_small
+
+    return TuningReport.model_validate_json(read_small(uri, limit))
 
 
 def run_smoke(url: str, model_name: str, signature: Any, timeout_s: float = 10) -> SmokeResult:
@@ -76,6 +84,8 @@ class Reconciler:
         # Report reads and smoke results per model: forgotten when the model goes, and bounded.
         self.memory = ModelMemory()
         self._gone: set[tuple[str, str]] = set()
+        self._tunings: dict[str, tuple[float, TuningReport | None, str | None]] = {}
+        self._tuning_ends: dict[str, JobTermination | None] = {}  # by failed tuning Job uid
         self.cache = OwnedCache()
         self.cache.keep(MODEL_KIND)
 
@@ -164,6 +174,13 @@ class Reconciler:
         if plan.needs_termination and plan.job_name:
             observed.termination = termination_of(await self.kube.list_job_pods(model.namespace, plan.job_name))
             observed.termination_read = True
+            plan = desired_state(model, observed, self.settings, now_iso())
+        if plan.needs_tuning_report and plan.tuning_uri:
+            observed.tuning, observed.tuning_error = await self._read_cached(self._tunings, read_tuning, plan.tuning_uri)
+            plan = desired_state(model, observed, self.settings, now_iso())
+        if plan.needs_tuning_termination and plan.tuning_job_name:
+            observed.tuning_termination = await self._tuning_termination(model, observed, plan.tuning_job_name)
+            observed.tuning_termination_read = True
             plan = desired_state(model, observed, self.settings, now_iso())
         if await self._unseen_children(model, plan, observed):
             plan = desired_state(model, observed, self.settings, now_iso())
@@ -277,6 +294,28 @@ class Reconciler:
         self.memory.remember_report(model.namespace, model.name, artifact_uri, read)
         return read
 
+    async def _read_cached(self, cache: dict[str, tuple[float, Any, str | None]], read: Callable[[str], Any], uri: str) -> tuple[Any, str | None]:
+        """A published JSON read once (a result never changes under its hashed name); a failed
+        read is tried again after PROBE_RETRY_SECONDS, at the next event."""
+        cached = cache.get(uri)
+        if cached and (cached[1] is not None or time.monotonic() - cached[0] < PROBE_RETRY_SECONDS):
+            return cached[1], cached[2]
+        try:
+            value, error = await run_in(self.pools and self.pools.storage, read, uri), None
+        except Exception as exc:
+            value, error = None, f"{type(exc).__name__}: {exc}"
+        cache[uri] = (time.monotonic(), value, error)
+        return value, error
+
+    async def _tuning_termination(self, model: ModelRef, observed: Observed, job_name: str) -> JobTermination | None:
+        """Why the tuning Job failed, read from its pods once per Job: a model that serves with the
+        default batching after a failed tuning is reconciled on every Deployment event."""
+        job = next((j for j in observed.jobs if j["metadata"]["name"] == job_name), {})
+        uid = job.get("metadata", {}).get("uid") or job_name
+        if uid not in self._tuning_ends:
+            self._tuning_ends[uid] = termination_of(await self.kube.list_job_pods(model.namespace, job_name), TUNER_CONTAINER)
+        return self._tuning_ends[uid]
+
     async def _smoke_result(self, model: ModelRef, observed: Observed, plan: Plan) -> SmokeResult:
         """At most one smoke inference per model at a time, answered within smoke_timeout_s: a
         target that hangs fails this model's check and holds one thread, never other models'."""
@@ -315,7 +354,7 @@ class Reconciler:
                     observed.jobs.append(applied)
                 log.info("applied %s %s/%s", desired["kind"], model.namespace, desired["metadata"]["name"])
         for name in plan.delete_jobs:
-            log.info("retiring optimization Job %s/%s", model.namespace, name)
+            log.info("retiring Job %s/%s", model.namespace, name)
             await self.kube.delete_job(model.namespace, name)
             self.cache.remove("Job", model.namespace, name)
         for name in plan.delete_autoscalers:
@@ -358,14 +397,14 @@ class Reconciler:
             self.post_event(body, "Warning" if new_phase == "Failed" else "Normal", new_phase, message[:1024])
 
 
-def termination_of(pods: list[dict[str, Any]]) -> JobTermination | None:
-    """How the optimizer ended in the last of the Job's pods that terminated (a final exit code
-    fails the Job at once, so that pod is the one that says why)."""
+def termination_of(pods: list[dict[str, Any]], container: str = OPTIMIZER_CONTAINER) -> JobTermination | None:
+    """How `container` (the optimizer, or the tuner) ended in the last of the Job's pods that
+    terminated (a final exit code fails the Job at once, so that pod is the one that says why)."""
     ended = []
     for pod in pods:
         for status in (pod.get("status") or {}).get("containerStatuses") or []:
             terminated = (status.get("state") or {}).get("terminated")
-            if status.get("name") == OPTIMIZER_CONTAINER and terminated and terminated.get("exitCode"):
+            if status.get("name") == container and terminated and terminated.get("exitCode"):
                 ended.append((terminated.get("finishedAt") or "", int(terminated["exitCode"]), terminated.get("message") or ""))
     if not ended:
         return None

@@ -116,6 +116,7 @@ def test_defaults_render_operator_deployment(helm):
         "INFEROPS_JOB_BACKOFF_LIMIT": "2",
         "INFEROPS_SMOKE_TEST": "true",
         "INFEROPS_ALLOW_IMAGE_OVERRIDES": "false",
+        "INFEROPS_TUNING_MAX_MINUTES": "10",
         "INFEROPS_WORKER_LIMIT": "128",
         "INFEROPS_WATCH_SERVER_TIMEOUT": "300",
         "INFEROPS_RESYNC_SECONDS": "300",
@@ -273,3 +274,12 @@ def test_image_allow_list_and_per_namespace_store_secret_reach_the_operator(helm
 def test_schema_refuses_bad_tenant_values(helm, values, complaint):
     result = run_helm(helm, "template", "inferops", str(CHART), "--kube-version", KUBE_VERSION, *set_args(values))
     assert result.returncode != 0 and complaint in result.stderr, result.stderr
+
+
+def test_tuner_flags_reach_the_operator_as_a_json_list(helm):
+    from inferops.reconcile.settings import _tune_args
+
+    deployment = next(o for o in render(helm, {"operator.tuning.maxMinutes": "3", "operator.tuning.args": "{--duration,0.5}"}) if o["kind"] == "Deployment")
+    env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["INFEROPS_TUNING_MAX_MINUTES"] == "3"
+    assert _tune_args(env["INFEROPS_TUNE_ARGS"]) == ("--duration", "0.5")

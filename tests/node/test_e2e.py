@@ -1,7 +1,9 @@
 """The whole flow on the real node: a model in the local S3, the operator (the real process, as
-its ServiceAccount), the optimization Job running `inferops optimize --tune` in the optimizer
-image, the Triton pod pulling and serving on the CPU Triton image, the smoke inference through
-the Service, and an inference from this host that answers like ONNX Runtime on the artifact."""
+its ServiceAccount), the optimization Job running `inferops optimize` in the optimizer image, the
+tuning Job (the CPU Triton image as its pod's sidecar, `inferops tune` beside it) choosing the
+batching on the class's node, the Triton pod pulling and serving on the CPU Triton image with that
+choice, the smoke inference through the Service, and an inference from this host that answers
+like ONNX Runtime on the artifact."""
 
 from __future__ import annotations
 
@@ -72,6 +74,8 @@ def node_operator(real_cluster, node_s3, built_images, tmp_path_factory):
         KUBECONFIG=str(kubeconfig), INFEROPS_ARTIFACT_ROOT="s3://artifacts", INFEROPS_STORAGE_SECRET="inferops-storage",
         INFEROPS_SMOKE_TEST="true", INFEROPS_METRICS_PORT="0", INFEROPS_WEBHOOK=f"local:{free_port()}",
         INFEROPS_RESYNC_SECONDS="3600", INFEROPS_WATCH_SERVER_TIMEOUT="60",
+        # A short tuning: half-second measurements (the search's own budget bounds their number).
+        INFEROPS_TUNE_ARGS='["--duration", "0.5"]', INFEROPS_TUNING_MAX_MINUTES="3",
     )
     proc = OperatorProcess(cluster, workdir, env)
     proc.start()
@@ -112,7 +116,7 @@ def wait_for(cluster, namespace: str, name: str, done, timeout: float, operator)
     pytest.fail(f"{name}: not done in {timeout:.0f}s; status: {json.dumps(model.get('status'), indent=1)[:4000]}\npods:\n{pods}\nlogs:\n{logs[-4000:]}\noperator:\n{operator.tail(40)}")
 
 
-def test_a_model_from_s3_is_optimized_tuned_served_and_answers_like_onnx_runtime(real_cluster, node_operator, tenant, digits_in_s3, node_s3):
+def test_a_model_from_s3_is_optimized_tuned_served_and_answers_like_onnx_runtime(real_cluster, node_operator, tenant, digits_in_s3, node_s3, built_images):
     started = time.monotonic()
     real_cluster.kubectl("apply", "-n", tenant, "-f", "-", input=json.dumps(inference_model("digits", digits_in_s3, "quantize-int8-dynamic", 0.02)))
     model = wait_for(real_cluster, tenant, "digits", lambda s: s.get("phase") in ("Ready", "Failed"), 900, node_operator)
@@ -122,9 +126,27 @@ def test_a_model_from_s3_is_optimized_tuned_served_and_answers_like_onnx_runtime
     report = status["report"]
     assert report["steps"][-1] == "quantize-int8-dynamic" and report["accuracy"]["passed"]
     assert report["sizeBytes"]["after"] < report["sizeBytes"]["before"]
-    assert report["tuning"]["measurements"] >= 1 and status["batching"] == report["tuning"]["chosen"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert "smoke inference" in ready["message"], ready  # sent by the operator through the Service
+
+    # Tuned in a pod of its own on the class's node, with the class's Triton image; the choice is served.
+    node = real_cluster.nodes[0].name
+    tuning = report["tuning"]
+    assert next(c for c in status["conditions"] if c["type"] == "Tuned")["status"] == "True"
+    assert tuning["image"] == built_images["triton-cpu"] and tuning["node"] == node and tuning["instanceKind"] == "KIND_CPU"
+    assert tuning["measurements"] >= 1 and tuning["points"] and all(p["throughputPerSecond"] > 0 for p in tuning["points"] if not p.get("error"))
+    assert status["batching"] == tuning["chosen"]
+    print(f"tuning: {tuning['measurements']} measurements in {tuning['wallSeconds']} s on {node}, chose {tuning['chosen']}")
+    listing = real_cluster.kubectl("get", "im", "digits", "-n", tenant, "-o", "yaml").stdout
+    assert all(text in listing for text in ("points:", f"image: {built_images['triton-cpu']}", f"node: {node}")), listing[-3000:]
+    tuning_pods = json.loads(real_cluster.kubectl("get", "pods", "-n", tenant, "-l", "inferops.dev/model=digits,app.kubernetes.io/component=tuner", "-o", "json").stdout)["items"]
+    assert [p["status"]["phase"] for p in tuning_pods] == ["Succeeded"] and tuning_pods[0]["spec"]["nodeName"] == node
+    assert tuning_pods[0]["spec"]["initContainers"][1]["image"] == built_images["triton-cpu"]
+    from inferops.triton.config import parse_model_config
+
+    served = parse_model_config(json.loads(real_cluster.kubectl("get", "configmap", "digits-triton-config", "-n", tenant, "-o", "json").stdout)["data"]["config.pbtxt"])
+    assert served.max_batch_size == tuning["chosen"]["maxBatchSize"] and served.instance_group[0].count == tuning["chosen"]["instanceCount"]
+    assert served.dynamic_batching.max_queue_delay_microseconds == tuning["chosen"]["maxQueueDelayMicroseconds"]
 
     # The Triton pod pulled and verified the artifact and runs on the real node.
     pods = json.loads(real_cluster.kubectl("get", "pods", "-n", tenant, "-l", "app.kubernetes.io/component=serving", "-o", "json").stdout)["items"]

@@ -4,6 +4,7 @@ the operator can show (the termination message the Job's pod keeps)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
@@ -23,11 +24,12 @@ def _fixed_batch_model(path) -> None:
     onnx.save(model, str(path))
 
 
-def test_tuning_a_model_without_a_batch_dimension_is_refused_before_measuring(tmp_path, monkeypatch):
+@pytest.mark.parametrize("flags", [("--tune", "--latency-objective-ms", "50"), ("--require-batch",)], ids=["tune", "require-batch"])
+def test_tuning_a_model_without_a_batch_dimension_is_refused_before_measuring(tmp_path, monkeypatch, flags):
+    """--require-batch: what the operator's Job passes for dynamicBatching auto (the tuning has a Job of its own)."""
     _fixed_batch_model(tmp_path / "fixed.onnx")
     monkeypatch.setenv("INFEROPS_TERMINATION_LOG", str(tmp_path / "termination-log"))
-    code, report = run_optimize("--model", f"file://{tmp_path / 'fixed.onnx'}", "--recipe", "none", "--output", f"file://{tmp_path / 'repo'}",
-                                "--tune", "--latency-objective-ms", "50")
+    code, report = run_optimize("--model", f"file://{tmp_path / 'fixed.onnx'}", "--recipe", "none", "--output", f"file://{tmp_path / 'repo'}", *flags)
     assert code == 2
     said = (tmp_path / "termination-log").read_text()
     assert "free first (batch) dimension" in said and "dynamicBatching" in said and not said.startswith("failed:")

@@ -83,9 +83,10 @@ def test_job_name_follows_what_the_output_depends_on():
     assert base == optimization_hash(spec(serving={"replicas": 7}), GPU), "replicas do not change the artifact"
     assert base != optimization_hash(spec(optimization={"recipe": "prune"}), GPU)
     assert base != optimization_hash(spec(model={"uri": "s3://models/other.onnx"}), GPU)
-    assert base != optimization_hash(spec(serving={"latencyObjectiveMs": 20}), GPU), "auto batching tunes for the objective"
-    explicit = {"dynamicBatching": {"mode": "explicit", "maxBatchSize": 8}}
-    assert optimization_hash(spec(serving={**explicit, "latencyObjectiveMs": 20}), GPU) == optimization_hash(spec(serving=explicit), GPU)
+    # Tuning runs in a Job of its own (reconcile/tuning.py): what it is tuned for re-tunes, never re-optimizes.
+    assert base == optimization_hash(spec(serving={"latencyObjectiveMs": 20}), GPU)
+    assert base == optimization_hash(spec(serving={"expectedConcurrency": 64}), GPU)
+    assert base == optimization_hash(spec(), GPU.model_copy(update={"triton_image": "registry.example/triton:26.01"}))
     assert len(job_name("a" * 40, base)) <= 63
 
 
@@ -100,7 +101,9 @@ def test_job_runs_on_the_class_nodes_with_owner_and_deadline():
     args = pod["containers"][0]["args"]
     assert args[args.index("--recipe") + 1] == "prune,quantize-int8-dynamic"
     assert args[args.index("--output") + 1] == "s3://artifacts/ml/digits/abc123"
-    assert "--tune" in args and args[args.index("--latency-objective-ms") + 1] == "100.0"
+    assert "--tune" not in args and "--latency-objective-ms" not in args, "tuning has its own Job"
+    assert "--require-batch" in args, "auto batching: a model that cannot batch is refused by the optimizer at once"
+    assert "nvidia.com/gpu" not in str(pod["containers"][0]["resources"]), "no GPU recipe: the Job leaves the GPU to serving"
     assert args[args.index("--param") + 1] == "sparsity=0.5"
     _assert_restricted(pod)
 
@@ -164,7 +167,7 @@ def test_succeeded_job_deploys_then_ready():
     assert cond(ready, "Ready")["status"] == "True"
 
 
-def test_tuned_batching_from_the_report_reaches_config_and_status():
+def test_tuned_batching_from_the_tuning_job_reaches_config_and_status():
     m = model()
     chosen = BatchingConfig(max_batch_size=16, preferred_batch_sizes=[4, 16], max_queue_delay_microseconds=200, instance_count=2)
     report = OptimizationReport(
@@ -172,9 +175,11 @@ def test_tuned_batching_from_the_report_reaches_config_and_status():
         model_name="digits",
         backend="onnxruntime",
         signature=Signature(inputs=[TensorSpec(name="x", datatype="FP32", dims=[64])], outputs=[TensorSpec(name="y", datatype="FP32", dims=[10])]),
-        tuning=TuningReport(chosen=chosen, throughput_per_s=900.0, p99_ms=40.0, latency_objective_ms=100.0, measurements=7, grid_size=36),
     )
     observed = Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Complete")], report=report, deployment=deployment(2))
+    tuning_job = desired_state(m, observed, SETTINGS, NOW).tuning_job_name
+    observed.jobs.append(job(tuning_job, "Complete"))
+    observed.tuning = TuningReport(chosen=chosen, throughput_per_s=900.0, p99_ms=40.0, latency_objective_ms=100.0, measurements=7, grid_size=36)
     plan = desired_state(m, observed, SETTINGS, NOW)
     config = parse_model_config(plan.apply[0]["data"]["config.pbtxt"])
     assert config.max_batch_size == 16 and list(config.dynamic_batching.preferred_batch_size) == [4, 16]
@@ -187,7 +192,7 @@ def test_tuned_batching_from_the_report_reaches_config_and_status():
 def test_the_artifacts_gpu_accelerator_reaches_the_served_config():
     """The operator's ConfigMap is mounted over the artifact's own config.pbtxt: what the artifact
     needs (ONNX Runtime's TensorRT accelerator) must come through the report into that one."""
-    m = model(spec(optimization={"recipe": "tensorrt"}))
+    m = model(spec(optimization={"recipe": "tensorrt"}, serving={"dynamicBatching": {"mode": "explicit", "maxBatchSize": 8}}))
     trt = ExecutionAccelerator(name="tensorrt", parameters={"precision_mode": "FP16"})
     report = OptimizationReport(
         artifact_uri="s3://artifacts/ml/digits/x", model_name="digits", backend="onnxruntime",

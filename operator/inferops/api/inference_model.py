@@ -110,10 +110,15 @@ class OptimizationSpec(ApiModel):
 
 
 class DynamicBatchingSpec(ApiModel):
-    mode: Literal["auto", "explicit", "disabled"] = Field(default="auto", description="auto: tuned by profiling on a real Triton server.")
+    mode: Literal["auto", "explicit", "disabled"] = Field(default="auto", description="auto: tuned by a tuning Job on the HardwareClass's nodes with its Triton image (the Deployment's server), for latencyObjectiveMs and expectedConcurrency.")
     max_batch_size: int | None = Field(alias="maxBatchSize", default=None, ge=1, le=4096)
     preferred_batch_sizes: list[int] | None = Field(alias="preferredBatchSizes", default=None, max_length=16)
     max_queue_delay_microseconds: int | None = Field(alias="maxQueueDelayMicroseconds", default=None, ge=0, le=10_000_000)
+    require_tuning: bool = Field(
+        alias="requireTuning",
+        default=False,
+        description="auto only: when the tuning Job fails, fail the model (true) instead of deploying with the default batching (false).",
+    )
 
     @model_validator(mode="after")
     def _explicit_needs_sizes(self) -> "DynamicBatchingSpec":
@@ -137,6 +142,13 @@ class ServingSpec(ApiModel):
     autoscaling: AutoscalingSpec | None = None
     latency_objective_ms: float = Field(alias="latencyObjectiveMs", default=100.0, gt=0, le=600_000, description="p99 latency objective.")
     dynamic_batching: DynamicBatchingSpec = Field(alias="dynamicBatching", default_factory=DynamicBatchingSpec)
+    expected_concurrency: int = Field(
+        alias="expectedConcurrency",
+        default=16,
+        ge=1,
+        le=4096,
+        description="Concurrent client requests auto batching tunes for (closed-loop clients of the tuning load).",
+    )
     instance_count: int = Field(alias="instanceCount", default=1, ge=1, le=64, description="Triton model instances per replica (auto batching may choose another).")
     triton_image: Image | None = Field(alias="tritonImage", default=None, description="Triton image override.")
     response_cache: bool = Field(alias="responseCache", default=False, description="Triton's response cache for repeated inputs.")
@@ -158,6 +170,7 @@ class InferenceModelStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list)
     observed_generation: int | None = Field(alias="observedGeneration", default=None)
     job_name: str | None = Field(alias="jobName", default=None)
+    tuning_job_name: str | None = Field(alias="tuningJobName", default=None, description="The tuning Job of the artifact (dynamicBatching: auto).")
     artifact_uri: str | None = Field(alias="artifactUri", default=None)
     report: OptimizationReport | None = None
     batching: BatchingConfig | None = None

@@ -43,6 +43,13 @@ class TuningReport(ApiModel):
     measurements: int
     grid_size: int = Field(alias="gridSize")
     points: list[TuningPoint] = Field(default_factory=list, description="every config measured, in the order first measured")
+    concurrency: int | None = Field(default=None, description="closed-loop clients the configs were measured at")
+    wall_seconds: float | None = Field(default=None, alias="wallSeconds", description="how long the tuning took, server start excluded")
+    measured_with: str | None = Field(default=None, alias="measuredWith", max_length=64, description="the load generator: perf_analyzer or inferops-loadgen")
+    image: str | None = Field(default=None, max_length=512, description="the Triton image measured on (the tuning pod's)")
+    node: str | None = Field(default=None, max_length=253, description="the node measured on")
+    instance_kind: str | None = Field(default=None, alias="instanceKind", max_length=16, description="KIND_CPU or KIND_GPU, as the candidates were loaded")
+    accelerator: str | None = Field(default=None, max_length=128, description="the GPU (or none) measured on")
 
 
 class LayerSensitivity(ApiModel):

@@ -51,9 +51,9 @@ class ImageDefinition:
 
 DEFINITIONS = {
     "operator": ImageDefinition("inferops.dev/operator", (), ["inferops"], ["operator", "--liveness=http://0.0.0.0:8080/healthz"]),
-    # serve: `--tune` profiles on the wheel's tritonserver inside the Job, until tuning moves to a
-    # pod of its own on the class's Triton image.
-    "optimizer": ImageDefinition("inferops.dev/optimizer", ("optimize", "serve"), ["inferops"], ["optimize", "--help"]),
+    # No serve extra: the tuner (`inferops tune`, in the tuning Job) drives the class's own Triton
+    # image, its pod's sidecar, over HTTP; the optimization Job needs no server.
+    "optimizer": ImageDefinition("inferops.dev/optimizer", ("optimize",), ["inferops"], ["optimize", "--help"]),
     "triton-cpu": ImageDefinition(
         "inferops.dev/triton-cpu", ("serve",), ["tritonserver"], [],
         files={"usr/local/bin/tritonserver": (TRITONSERVER, 0o755)},

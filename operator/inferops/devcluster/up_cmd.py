@@ -181,6 +181,21 @@ def _infer(cluster, status: dict) -> str:
     return f"predicted {predicted} for digits {y[:8].tolist()} ({sum(p == t for p, t in zip(predicted, y[:8]))}/8 right), via {cluster_ip}:8000"
 
 
+def _tuning_line(tuning: dict, status: dict) -> str:
+    """Where and how long the tuning Job measured, and what it found; or why there is no tuning."""
+    if not tuning:
+        tuned = next((c for c in status.get("conditions", []) if c.get("type") == "Tuned"), {})
+        return f"  tuned          no: {tuned.get('reason', 'not tuned')} {tuned.get('message', '')}".rstrip()
+    where = f" in a pod on {tuning['node']} with {tuning['image']}" if tuning.get("node") and tuning.get("image") else ""
+    took = f" in {tuning['wallSeconds']:.0f} s" if tuning.get("wallSeconds") is not None else ""
+    concurrency = f", {tuning['concurrency']} clients" if tuning.get("concurrency") else ""
+    return (
+        f"  tuned          {tuning.get('throughputPerSecond', 0):.0f} infer/s at p99 {tuning.get('p99Ms', 0):.3g} ms "
+        f"(objective {tuning.get('latencyObjectiveMs', 0):.0f} ms{concurrency}; {tuning.get('measurements')} measurements of "
+        f"{tuning.get('gridSize')} configs{took}{where})"
+    )
+
+
 def _summary(status: dict, answer: str, kubeconfig: Path) -> str:
     report = status["report"]
 
@@ -202,8 +217,7 @@ def _summary(status: dict, answer: str, kubeconfig: Path) -> str:
         f"  accuracy       {accuracy.get('before', 0):.4f} -> {accuracy.get('after', 0):.4f} (drop {accuracy.get('drop', 0):.4f}, budget {accuracy.get('budget', 0):.4f})",
         f"  batching       max batch {batching.get('maxBatchSize')}, preferred {batching.get('preferredBatchSizes')}, queue delay "
         f"{batching.get('maxQueueDelayMicroseconds')} us, {batching.get('instanceCount')} instance(s)",
-        f"  tuned          {tuning.get('throughputPerSecond', 0):.0f} infer/s at p99 {tuning.get('p99Ms', 0):.1f} ms "
-        f"(objective {tuning.get('latencyObjectiveMs', 0):.0f} ms; {tuning.get('measurements')} of {tuning.get('gridSize')} configs measured)",
+        _tuning_line(tuning, status),
         f"  endpoint       {status.get('endpoint')}",
         f"  inference      {answer}",
         "",

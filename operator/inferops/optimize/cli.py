@@ -83,6 +83,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", help="also write the JSON report to this local path (written on failure too)")
     parser.add_argument("--tune", action="store_true", help="tune dynamic batching on a local Triton server (needs --latency-objective-ms)")
     parser.add_argument("--latency-objective-ms", type=float, help="p99 latency objective for --tune")
+    parser.add_argument(
+        "--require-batch", action="store_true",
+        help="refuse (exit 2), before any recipe, a model without a free first (batch) dimension: it will be served with dynamic batching (the operator passes it for dynamicBatching auto)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -99,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         model_uri=args.model, recipe=args.recipe, output_uri=args.output, eval_uri=args.eval_data,
         accuracy_budget=args.accuracy_budget, hardware_class=args.hardware_class, instance_kind=args.instance_kind,
         model_name=args.model_name, params=dict(args.param), max_batch_size=args.max_batch_size,
-        tune=args.tune, latency_objective_ms=args.latency_objective_ms,
+        tune=args.tune, latency_objective_ms=args.latency_objective_ms, require_batch=args.require_batch,
         model_format=args.model_format, inputs=args.inputs, outputs=args.outputs,
     )
     code = 0

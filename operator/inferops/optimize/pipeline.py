@@ -47,6 +47,7 @@ class Options:
     max_batch_size: int = 32
     tune: bool = False
     latency_objective_ms: float | None = None
+    require_batch: bool = False  # it will be served with dynamic batching (tuned in a Job of its own)
     model_format: str | None = None  # None: what the file's name or content says
     inputs: list[TensorSpec] | None = None  # the spec's signature, for formats that do not carry one
     outputs: list[TensorSpec] | None = None
@@ -159,9 +160,9 @@ def optimize(opts: Options) -> OptimizationReport:
             original = loaded.onnx_path
             signature, batched = read_signature(onnx.load(str(original)))
             report.signature = signature
-            if tuner is not None and not batched:
+            if (tuner is not None or opts.require_batch) and not batched:
                 # Checked before measuring and before any recipe: none of them adds a batch axis.
-                raise ModelError("--tune (dynamicBatching: auto) needs a model whose inputs and outputs all have a free first (batch) dimension; this one has none: export it with a dynamic batch axis, or set dynamicBatching to disabled")
+                raise ModelError("dynamicBatching auto (--tune, --require-batch) needs a model whose inputs and outputs all have a free first (batch) dimension; this one has none: export it with a dynamic batch axis, or set dynamicBatching to disabled")
             data: EvalData | None = None
             if opts.eval_uri:
                 log.info("fetching eval data from %s", redact_uri(opts.eval_uri))

@@ -73,12 +73,10 @@ def _tolerations(hardware: HardwareClassSpec) -> list[dict[str, Any]]:
 
 
 def _job_resources(spec: InferenceModelSpec, hardware: HardwareClassSpec) -> dict[str, Any]:
-    """The class's accelerators only when the Job needs one: a GPU recipe, or tuning for a GPU class.
-
-    Otherwise a re-optimization would wait for the GPU its own serving pods hold."""
-    needs_gpu = hardware.instance_kind == "KIND_GPU" and (
-        any(step in GPU_ONLY_RECIPES for step in spec.optimization.steps) or spec.serving.dynamic_batching.mode == "auto"
-    )
+    """The class's accelerators only when the Job needs one: a GPU recipe (tuning runs in a Job of
+    its own, reconcile/tuning.py). Otherwise a re-optimization would wait for the GPU its own
+    serving pods hold."""
+    needs_gpu = hardware.instance_kind == "KIND_GPU" and any(step in GPU_ONLY_RECIPES for step in spec.optimization.steps)
     resources = _container_resources(hardware)
     if needs_gpu:
         return resources
@@ -141,7 +139,7 @@ def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, se
     for key, value in sorted(opt.parameters.items()):
         args += ["--param", f"{key}={value}"]
     if spec.serving.dynamic_batching.mode == "auto":
-        args += ["--tune", "--latency-objective-ms", str(spec.serving.latency_objective_ms)]
+        args.append("--require-batch")  # refused at once, not after a tuning Job that cannot batch it
     return _load(
         "job.yaml.j2",
         name=job_name(model.name, spec_hash),
@@ -202,6 +200,29 @@ def repository_model_name(model: ModelRef, revision: Revision) -> str:
     return revision.report.model_name if revision.report else model.name
 
 
+def artifact_backend(revision: Revision) -> str:
+    # The optimizer turns every format it reads into ONNX (api/catalogue.py); the report says what came out.
+    return revision.report.backend if revision.report else "onnxruntime"
+
+
+def serving_backend(revision: Revision, hardware: HardwareClassSpec) -> str:
+    """The backend Triton serves the artifact with on this class: the artifact's, or Python (ONNX
+    Runtime inside model.py) on a class whose Triton image has no native onnxruntime backend."""
+    backend = artifact_backend(revision)
+    return "python" if backend == "onnxruntime" and hardware.onnx_backend == "python" else backend
+
+
+def pull_step_args(revision: Revision, hardware: HardwareClassSpec) -> list[str]:
+    """`inferops pull` of the serving pods and the tuning pod: the same repository on both."""
+    args = ["pull", "--uri", revision.artifact_uri, "--dest", REPOSITORY]
+    if revision.report is not None:
+        # What the operator read when the Job finished: the pull refuses an artifact changed since.
+        args += ["--digest", artifact_digest(revision.report.checksums)]
+    if serving_backend(revision, hardware) == "python":
+        args.append("--python-backend")  # writes the model.py that runs ONNX Runtime; the config names that backend
+    return args
+
+
 @memoized()
 def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revision, settings: OperatorSettings) -> tuple[list[dict[str, Any]], BatchingConfig | None]:
     """ConfigMap (config.pbtxt), Deployment and Service; raises ModelConfigError for a config Triton would refuse."""
@@ -209,8 +230,7 @@ def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revi
     name = serving_name(model.name)
     repo_model = repository_model_name(model, revision)
     batching = choose_batching(spec, revision.report)
-    # The optimizer turns every format it reads into ONNX (api/catalogue.py); the report says what came out.
-    backend = revision.report.backend if revision.report else "onnxruntime"
+    backend = artifact_backend(revision)
     config_pbtxt = build_model_config(
         repo_model,
         backend,
@@ -220,14 +240,9 @@ def desired_serving(model: ModelRef, hardware: HardwareClassSpec, revision: Revi
         response_cache=spec.serving.response_cache,
         gpu_accelerators=revision.report.accelerators if revision.report else [],
     )
-    pull_args = ["pull", "--uri", revision.artifact_uri, "--dest", REPOSITORY]
-    if revision.report is not None:
-        # What the operator read when the Job finished: the pull refuses an artifact changed since.
-        pull_args += ["--digest", artifact_digest(revision.report.checksums)]
-    if backend == "onnxruntime" and hardware.onnx_backend == "python":
-        # The pull step writes the model.py that runs ONNX Runtime; the config names that backend.
+    pull_args = pull_step_args(revision, hardware)
+    if serving_backend(revision, hardware) == "python":
         config_pbtxt = python_backend_config(config_pbtxt)
-        pull_args.append("--python-backend")
     common = {"namespace": model.namespace, "labels": labels(model.name, "serving"), "owner_references": model.owner_references()}
     configmap = _load("configmap.yaml.j2", name=f"{name}-config", config_pbtxt=config_pbtxt, **common)
     triton_args = [

@@ -21,20 +21,43 @@ def canonical_hash(value: Any, length: int = 64) -> str:
 
 
 def optimization_hash(spec: InferenceModelSpec, hardware: HardwareClassSpec) -> str:
-    """What the optimization Job's output depends on, and nothing else (not replicas)."""
-    tuning = spec.serving.dynamic_batching.mode == "auto"
+    """What the optimization Job's output depends on, and nothing else (not replicas, and not
+    the tuning: that runs in a Job of its own, named by tuning_hash)."""
     inputs = {
         "model": spec.model.model_dump(mode="json", by_alias=True, exclude_none=True),
         "optimization": spec.optimization.model_dump(mode="json", by_alias=True, exclude_none=True),
         "hardwareClass": spec.hardware.class_name,
         "instanceKind": hardware.instance_kind,
-        "tuning": {"latencyObjectiveMs": spec.serving.latency_objective_ms} if tuning else None,
+    }
+    return canonical_hash(inputs, 10)
+
+
+def tuning_hash(artifact_hash: str, spec: InferenceModelSpec, hardware: HardwareClassSpec, *, triton_image: str, backend: str, accelerators: list[Any], tuner_flags: tuple[str, ...] | list[str]) -> str:
+    """What a tuning result depends on: the artifact, the server that measures it (image, backend
+    rendering, instance kind, the class's nodes and resources, the artifact's GPU accelerators)
+    and what it is tuned for (p99 objective, client concurrency, the search's flags). Anything
+    else (replicas, autoscaling, a new optimizer image) reuses the tuning."""
+    inputs = {
+        "artifact": artifact_hash,
+        "tritonImage": triton_image,
+        "backend": backend,
+        "instanceKind": hardware.instance_kind,
+        "nodeSelector": hardware.node_selector,
+        "resources": hardware.resources.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "accelerators": accelerators,
+        "latencyObjectiveMs": spec.serving.latency_objective_ms,
+        "expectedConcurrency": spec.serving.expected_concurrency,
+        "tunerFlags": list(tuner_flags),
     }
     return canonical_hash(inputs, 10)
 
 
 def job_name(model: str, spec_hash: str) -> str:
     return f"{model}-opt-{spec_hash}"
+
+
+def tuning_job_name(model: str, tune_hash: str) -> str:
+    return f"{model}-tune-{tune_hash}"
 
 
 def serving_name(model: str) -> str:

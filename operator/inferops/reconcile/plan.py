@@ -7,12 +7,13 @@ from typing import Any
 
 from ..api.hardware_class import HardwareClassSpec
 from ..api.outcomes import REASON_OF_EXIT
-from ..api.report import OptimizationReport
+from ..api.report import OptimizationReport, TuningReport
 from ..triton.config import ModelConfigError
 from .children import ModelRef, Revision, artifact_uri, desired_job, desired_serving, endpoint, label_selector, model_signature, repository_model_name, smoke_url
 from .conditions import condition, merge_conditions
 from .images import image_refusals, refusal_message
 from .naming import job_name, optimization_hash
+from .tuning_plan import TuningOutcome, plan_tuning
 from .settings import PROBE_RETRY_SECONDS, OperatorSettings
 
 
@@ -51,6 +52,10 @@ class Observed:
     conflicts: set[tuple[str, str]] = field(default_factory=set)
     live_children: dict[str, dict[str, Any]] = field(default_factory=dict)  # owned serving objects by kind, as read
     namespace_labels: dict[str, str] | None = None  # of the model's namespace (HardwareClass namespaceSelector); None: unknown
+    tuning: TuningReport | None = None  # the current tuning Job's published result, once read
+    tuning_error: str | None = None
+    tuning_termination: JobTermination | None = None  # of the current tuning Job, once it failed
+    tuning_termination_read: bool = False
 
 
 @dataclass
@@ -65,6 +70,10 @@ class Plan:
     needs_termination: bool = False  # the current Job failed: read why from its pods
     smoke_target: tuple[str, str, Any] | None = None  # (url, repository model name, signature)
     retry_after: float | None = None  # reconcile again then: a probe failed, and no event may come
+    tuning_job_name: str | None = None
+    tuning_uri: str | None = None  # where the current tuning Job publishes its TuningReport
+    needs_tuning_report: bool = False
+    needs_tuning_termination: bool = False  # the current tuning Job failed: read why from its pods
 
 
 def _job_state(job: dict[str, Any] | None) -> tuple[str, str, str]:
@@ -189,10 +198,24 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
     else:
         conditions.append(condition("Optimized", None, reason or "JobPending", message or f"creating optimization Job {current_job_name}"))
         revision = _previous_revision(previous)
+    tuning = TuningOutcome(revision)
+    if state in ("succeeded", "committed") and not unavailable and revision is not None:
+        tuning = plan_tuning(model, hardware, spec_hash, revision, observed, plan, conditions, settings)
+        revision = tuning.revision
+        if revision is None:  # tuning, or it failed under requireTuning: the last revision serves meanwhile
+            revision = _previous_revision(previous)
+            for key in ("artifactUri", "report"):
+                status.pop(key, None)
+    if tuning.blocked and revision is None:
+        conditions.append(condition("Ready", _was_ready(previous), "TuningFailed", tuning.message))
+        return finish("Failed")
 
     if revision is None:
         if unavailable:
             conditions.append(condition("Ready", False, "ReportUnavailable", message))
+            return finish("Optimizing")
+        if tuning.pending:
+            conditions.append(condition("Ready", False, "Tuning", tuning.message))
             return finish("Optimizing")
         if state == "failed":
             conditions.append(condition("Ready", False, reason if reason in REASON_OF_EXIT.values() else "OptimizationFailed", message))
@@ -242,9 +265,9 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
         conditions.append(condition("Ready", False, smoke_reason, smoke_message))
     else:
         conditions.append(condition("Ready", False, "DeploymentProgressing", f"{ready_replicas} of {wanted} replica(s) ready"))
-    if state in ("running", "absent") or unavailable:
+    if state in ("running", "absent") or unavailable or tuning.pending:
         return finish("Optimizing")
-    if state == "failed":
+    if state == "failed" or tuning.blocked:
         return finish("Failed")
     return finish("Ready" if ready else "Deploying")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 from dataclasses import dataclass
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-py3"
@@ -42,6 +44,10 @@ class OperatorSettings:
     api_threads: int = 16
     storage_threads: int = 4
     smoke_threads: int = 4
+    # The tuning Job: `inferops tune --max-minutes`, and extra flags of the search (a test cluster
+    # shortens it: INFEROPS_TUNE_ARGS="--flag value ..."). Both are part of the tuning hash.
+    tuning_max_minutes: int = 10
+    tune_args: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls) -> "OperatorSettings":
@@ -61,4 +67,17 @@ class OperatorSettings:
             api_threads=max(1, int(env.get("INFEROPS_API_THREADS", cls.api_threads))),
             storage_threads=max(1, int(env.get("INFEROPS_STORAGE_THREADS", cls.storage_threads))),
             smoke_threads=max(1, int(env.get("INFEROPS_SMOKE_THREADS", cls.smoke_threads))),
+            tuning_max_minutes=int(env.get("INFEROPS_TUNING_MAX_MINUTES", cls.tuning_max_minutes)),
+            tune_args=_tune_args(env.get("INFEROPS_TUNE_ARGS", "")),
         )
+
+
+def _tune_args(value: str) -> tuple[str, ...]:
+    """A JSON list (what the chart writes) or a shell-quoted line (by hand)."""
+    value = value.strip()
+    if value.startswith("["):
+        args = json.loads(value)
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise ValueError(f"INFEROPS_TUNE_ARGS: a JSON list of strings, not {value!r}")
+        return tuple(args)
+    return tuple(shlex.split(value))

@@ -26,370 +26,44 @@ climber goes back to the best point it has seen. The budget's last measurement i
 the climb's choice with the best other point seen, so no config is chosen on one duel alone.
 `exhaustive` measures every point; it exists to check the climber.
 
-Measuring runs the wheel's tritonserver on this machine, so the result holds for the CPU
-(python backend running ONNX Runtime); a GPU deployment needs profiling on its own hardware.
+The search lives in search.py (pure), the server-driving profiler in profiler.py (it works on
+any running server in explicit model-control mode: `inferops tune` runs it in the tuning pod).
+This module runs them on the wheel's tritonserver on this machine (`tune_repository`, what
+`inferops optimize --tune` does on a laptop), so that result holds for the CPU (python backend
+running ONNX Runtime).
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-import os
 import shutil
 import statistics
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from inferops.api.report import TuningPoint, TuningReport
-from inferops.api.tensors import BatchingConfig
+from inferops.api.report import TuningReport
 
-from .config import build_model_config, parse_model_config, signature_from_config
-from .loadgen import percentiles, request_inputs, run_load
+from .config import parse_model_config
+from .profiler import ServerProfiler
 from .python_backend import ONNX_FILE, to_python_backend
-
-Point = tuple[int, int, int]  # (max_batch_size, max_queue_delay_us, instance_count)
-
-
-@dataclass(frozen=True)
-class TuningGrid:
-    max_batch_sizes: tuple[int, ...] = (4, 8, 16, 32)
-    queue_delays_us: tuple[int, ...] = (0, 1000, 5000)
-    instance_counts: tuple[int, ...] = (1, 2)
-
-    def __post_init__(self):
-        for axis in self.axes:
-            if not axis or list(axis) != sorted(set(axis)):
-                raise ValueError(f"grid axis {axis} must be non-empty, sorted and without repeats")
-        if self.max_batch_sizes[0] < 1:
-            raise ValueError("max batch sizes must be >= 1 for dynamic batching")
-
-    @property
-    def axes(self) -> tuple[tuple[int, ...], ...]:
-        return (self.max_batch_sizes, self.queue_delays_us, self.instance_counts)
-
-    @property
-    def size(self) -> int:
-        return math.prod(len(a) for a in self.axes)
-
-    def points(self) -> list[Point]:
-        return list(itertools.product(*self.axes))
+from .search import (  # noqa: F401 - the search's names, for the callers of this module
+    Measurement,
+    Point,
+    SearchResult,
+    TuningGrid,
+    batching_for,
+    better,
+    exhaustive,
+    hill_climb,
+    server_cores,
+    start_point,
+    usable_cores,
+)
 
 
-def batching_for(point: Point) -> BatchingConfig:
-    """The config of a grid point. The batcher is asked to prefer full batches: with the delay it
-    waits for max_batch_size requests, and sends what it has when the delay runs out."""
-    max_batch_size, delay_us, instances = point
-    return BatchingConfig(
-        max_batch_size=max_batch_size,
-        preferred_batch_sizes=[max_batch_size],
-        max_queue_delay_microseconds=delay_us,
-        instance_count=instances,
-        dynamic_batching=True,
-    )
-
-
-@dataclass(frozen=True)
-class Measurement:
-    point: Point
-    throughput_per_s: float
-    p50_ms: float
-    p99_ms: float
-    error: str | None = None
-    observations: int = 1
-    # The counted requests' latencies, so that every window a point was seen in pools into one p99.
-    latencies_ms: tuple[float, ...] = field(default=(), repr=False, compare=False)
-
-    def feasible(self, objective_ms: float) -> bool:
-        return self.error is None and self.p99_ms <= objective_ms
-
-    def merged(self, other: "Measurement") -> "Measurement":
-        """Everything seen of one point: mean throughput over the observations, p50 and p99 over
-        all their requests, the first error. Pooling keeps one slow window (another process on a
-        shared CPU) from ruling out a config, while a config whose batcher stalls now and then
-        pays for it where it belongs: in throughput, which charges every stalled request its
-        time. Measurements without latencies (a failed point) keep the worst p99."""
-        n, k = self.observations, other.observations
-        pooled = self.latencies_ms + other.latencies_ms
-        if self.latencies_ms and other.latencies_ms:
-            p50, p99 = percentiles(pooled, 50, 99)
-        else:
-            p50, p99 = (self.p50_ms * n + other.p50_ms * k) / (n + k), max(self.p99_ms, other.p99_ms)
-        return Measurement(
-            self.point,
-            (self.throughput_per_s * n + other.throughput_per_s * k) / (n + k),
-            p50,
-            p99,
-            self.error or other.error,
-            n + k,
-            pooled,
-        )
-
-
-def better(a: Measurement, b: Measurement | None, objective_ms: float) -> bool:
-    """Meeting the objective beats missing it; then throughput decides; among misses, lower p99."""
-    if b is None:
-        return True
-    fa, fb = a.feasible(objective_ms), b.feasible(objective_ms)
-    if fa != fb:
-        return fa
-    if fa:
-        return a.throughput_per_s > b.throughput_per_s
-    return (a.error is None, -a.p99_ms) > (b.error is None, -b.p99_ms)
-
-
-@dataclass
-class SearchResult:
-    best: Measurement
-    measured: dict[Point, Measurement] = field(default_factory=dict)
-    grid_size: int = 0
-    objective_ms: float = 0.0
-    measurements: int | None = None  # calls to measure, re-measurements included; default len(measured)
-
-    def report(self) -> TuningReport:
-        return TuningReport(
-            chosen=batching_for(self.best.point),
-            throughput_per_s=round(self.best.throughput_per_s, 2),
-            p99_ms=round(self.best.p99_ms, 3),
-            latency_objective_ms=self.objective_ms,
-            measurements=self.measurements if self.measurements is not None else len(self.measured),
-            grid_size=self.grid_size,
-            points=[
-                TuningPoint(
-                    max_batch_size=m.point[0],
-                    max_queue_delay_microseconds=m.point[1],
-                    instance_count=m.point[2],
-                    throughput_per_s=round(m.throughput_per_s, 2),
-                    p99_ms=round(m.p99_ms, 3) if math.isfinite(m.p99_ms) else None,
-                    observations=m.observations,
-                    error=m.error[:300] if m.error else None,
-                )
-                for m in self.measured.values()
-            ],
-        )
-
-
-class _Cache:
-    """Measures each point once per search; counts what the search cost."""
-
-    def __init__(self, measure: Callable[[Point], Measurement]):
-        self._measure = measure
-        self.measured: dict[Point, Measurement] = {}
-        self.meetings: dict[frozenset, list[tuple[Measurement, Measurement]]] = {}
-
-    def __call__(self, point: Point) -> Measurement:
-        if point not in self.measured:
-            self.measured[point] = self._measure(point)
-        return self.measured[point]
-
-    def record(self, m: Measurement) -> None:
-        """Add an observation made elsewhere (a duel, a re-measurement) to the point's record."""
-        seen = self.measured.get(m.point)
-        self.measured[m.point] = seen.merged(m) if seen else m
-
-    def record_duel(self, incumbent: Measurement | None, candidate: Measurement) -> None:
-        """A duel's view of both points (the incumbent's is None when the candidate failed)."""
-        self.record(candidate)
-        if incumbent is not None:
-            self.record(incumbent)
-            self.meetings.setdefault(frozenset((incumbent.point, candidate.point)), []).append((incumbent, candidate))
-
-    def head_to_head_totals(self, a: Point, b: Point) -> dict[Point, float]:
-        """Each point's throughput summed over the duels in which the two met."""
-        totals = {a: 0.0, b: 0.0}
-        for pair in self.meetings.get(frozenset((a, b)), []):
-            for m in pair:
-                totals[m.point] += m.throughput_per_s
-        return totals
-
-    def leader(self, objective_ms: float, excluding: Point | None = None) -> Measurement | None:
-        """The best record by `better`; the first measured wins a tie."""
-        top = None
-        for m in self.measured.values():
-            if m.point != excluding and better(m, top, objective_ms):
-                top = m
-        return top
-
-
-def exhaustive(measure: Callable[[Point], Measurement], grid: TuningGrid, objective_ms: float) -> SearchResult:
-    cache = _Cache(measure)
-    for point in grid.points():
-        cache(point)
-    return SearchResult(cache.leader(objective_ms), cache.measured, grid.size, objective_ms)
-
-
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def server_cores() -> int:
-    """Cores left to the server while the profiler's load generator, a Python process that keeps
-    about one core busy at full load, runs beside it. On 2 cores one instance beat two at 8 and
-    32 clients alike (8 rounds head to head: (8,0,1) over (8,0,2) 1.23x, (16,0,1) over (16,0,2) 1.09x)."""
-    return max(1, usable_cores() - 1)
-
-
-def start_point(grid: TuningGrid, concurrency: int, cores: int) -> tuple[int, int, int]:
-    """Grid indices of the start, from what the load allows:
-    - as many instances as the server has cores (each CPU instance runs one ONNX Runtime thread);
-    - the largest batch that each instance can fill at once from the requests in flight;
-    - no delay: with requests in flight, the queue refills while the instances are busy, and a
-      delay would keep an idle instance waiting for a batch the others already took."""
-    fitting = [i for i, count in enumerate(grid.instance_counts) if count <= cores]
-    instance_index = fitting[-1] if fitting else 0
-    per_instance = max(1, concurrency // grid.instance_counts[instance_index])
-    fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= per_instance]
-    return (fillable[-1] if fillable else 0, 0, instance_index)
-
-
-def hill_climb(
-    measure: Callable[[Point], Measurement],
-    grid: TuningGrid,
-    objective_ms: float,
-    *,
-    concurrency: int,
-    budget: int | None = None,
-    cores: int | None = None,
-    min_gain: float | None = None,
-    duel: Callable[[Point, Point], tuple[Measurement | None, Measurement]] | None = None,
-) -> SearchResult:
-    """Coordinate hill climbing over the grid's index space, at most `budget` measurements
-    (default: a quarter of the grid).
-
-    Along each axis it steps in one direction while that improves, then tries the other; it
-    repeats passes over the axes until a pass moves nowhere, then tries the points two steps out
-    along each axis and climbs on from one that improves. A step must gain `min_gain` of
-    throughput (or newly meet the objective): by default 3% when the incumbent's measurement is
-    an older one (smaller gains are within the noise between two runs), any gain in a duel.
-    Batch sizes above `concurrency` are never tried: that many requests are never queued at once.
-    The climb starts from start_point for the server's `cores` (default: server_cores()).
-
-    With `duel(incumbent, candidate)`, each step measures the candidate and the incumbent head to
-    head within one measurement's time (the profiler serves both and drives them in turns), so
-    the decision compares two configs under the same machine load; it counts as one measurement,
-    and the last one of the budget is a rematch of the climb's choice with the best other point
-    seen (_rematch). Without it, a candidate's measurement is compared with the incumbent's
-    earlier one, and budget left at the end re-measures the two leaders when they are close."""
-    budget = budget if budget is not None else max(1, grid.size // 4)
-    # With duels, the last measurement is kept for a rematch of the two best points seen.
-    climb_budget = budget - 1 if duel is not None and budget > 2 else budget
-    min_gain = min_gain if min_gain is not None else (0.0 if duel else 0.03)
-    calls = 0
-
-    def counted(point: Point) -> Measurement:
-        nonlocal calls
-        calls += 1
-        return measure(point)
-
-    cache = _Cache(counted)
-    axes = grid.axes
-    limits = [len(a) - 1 for a in axes]
-    fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= concurrency]
-    limits[0] = fillable[-1] if fillable else 0
-    if concurrency == 1:
-        limits[1] = 0  # a lone request is never joined by another: a delay only adds latency
-
-    def point_of(index: tuple[int, ...]) -> Point:
-        return tuple(axis[i] for axis, i in zip(axes, index))  # type: ignore[return-value]
-
-    def improves(m: Measurement, incumbent: Measurement) -> bool:
-        if m.feasible(objective_ms) and incumbent.feasible(objective_ms):
-            return m.throughput_per_s > incumbent.throughput_per_s * (1 + min_gain)
-        return better(m, incumbent, objective_ms)
-
-    def evaluate(point: Point, incumbent: Measurement) -> tuple[Measurement, Measurement]:
-        """The candidate's measurement and the incumbent's to compare it with. A duel's view of
-        the incumbent is added to the incumbent's record."""
-        nonlocal calls
-        if duel is None or point in cache.measured:
-            return cache(point), incumbent
-        calls += 1
-        seen_incumbent, m = duel(incumbent.point, point)
-        cache.record_duel(seen_incumbent, m)
-        return m, seen_incumbent or incumbent
-
-    def index_of(point: Point) -> tuple[int, ...]:
-        return tuple(axis.index(value) for axis, value in zip(axes, point))
-
-    def try_step(current: tuple[int, ...], axis: int, offset: int):
-        """The index to move to, or None. When the incumbent's record misses the objective (a duel
-        just caught it stalling), that is the best point measured so far: a candidate that merely
-        did not stall beside it is no better than the points the climb already left. Otherwise
-        the step, if it is in range, affordable and improves."""
-        candidate = _step(current, axis, offset)
-        if not 0 <= candidate[axis] <= limits[axis]:
-            return None
-        point, here = point_of(candidate), point_of(current)
-        if point not in cache.measured and calls >= climb_budget:
-            return None
-        m, incumbent = evaluate(point, cache.measured[here])
-        if not cache.measured[here].feasible(objective_ms):
-            leader = cache.leader(objective_ms).point
-            return index_of(leader) if leader != here else None
-        return candidate if improves(m, incumbent) else None
-
-    current = start_point(grid, concurrency, cores or server_cores())
-    cache(point_of(current))
-    moved = True
-    while moved and calls < climb_budget:
-        moved = False
-        for axis in range(len(axes)):
-            for direction in (+1, -1):
-                stepped = False
-                while (step := try_step(current, axis, direction)) is not None:
-                    current, stepped, moved = step, True, True
-                if stepped:
-                    break  # improved going this way: the other way is where we came from
-        if not moved:
-            # A local top; with budget left, look two steps out along each axis: a queue delay
-            # can start paying only once it is long enough to fill the batch.
-            for axis in range(len(axes)):
-                for direction in (+2, -2):
-                    if not moved and (step := try_step(current, axis, direction)) is not None:
-                        current, moved = step, True
-    best = cache.measured[point_of(current)]
-    if duel is None:
-        best = _confirm(cache, counted, best, objective_ms, budget - calls)
-    elif calls < budget and (runner_up := cache.leader(objective_ms, excluding=best.point)) is not None:
-        calls += 1
-        best = _rematch(cache, duel, best, runner_up, objective_ms)
-    return SearchResult(best, cache.measured, grid.size, objective_ms, measurements=calls)
-
-
-def _rematch(cache: "_Cache", duel, best: Measurement, runner_up: Measurement, objective_ms: float) -> Measurement:
-    """Duel the climb's choice with the best other point seen once more, and keep the one with
-    the higher throughput over all their meetings (meeting the objective first). The climb's last
-    move was decided by a single duel of 0.75 s a side, where luck decides often enough to
-    matter: the same config driven twice differs by up to 30% in a 0.5 s round on 2 cores."""
-    seen_best, seen_runner_up = duel(best.point, runner_up.point)
-    cache.record_duel(seen_best, seen_runner_up)
-    a, b = cache.measured[best.point], cache.measured[runner_up.point]
-    if a.feasible(objective_ms) != b.feasible(objective_ms):
-        return a if a.feasible(objective_ms) else b
-    totals = cache.head_to_head_totals(best.point, runner_up.point)
-    return b if totals[runner_up.point] > totals[best.point] else a
-
-
-def _confirm(cache: "_Cache", measure: Callable[[Point], Measurement], best: Measurement, objective_ms: float, spare: int) -> Measurement:
-    """With two spare measurements, measure the best and the runner-up again when they are within
-    10% of each other, and keep the one with the higher mean."""
-    feasible = sorted((m for m in cache.measured.values() if m.feasible(objective_ms)), key=lambda m: -m.throughput_per_s)
-    if spare < 2 or len(feasible) < 2 or feasible[1].throughput_per_s < 0.9 * feasible[0].throughput_per_s:
-        return best
-    for first in feasible[:2]:
-        cache.record(measure(first.point))
-    leaders = [cache.measured[m.point] for m in feasible[:2]]
-    return leaders[0] if better(leaders[0], leaders[1], objective_ms) else leaders[1]
-
-
-def _step(index: tuple[int, ...], axis: int, direction: int) -> tuple[int, ...]:
-    return tuple(i + direction if a == axis else i for a, i in enumerate(index))
-
-
-class Profiler:
-    """A Triton server in explicit model-control mode over a private copy of one model, and a
-    `measure(point)` that reloads the model with the point's config and drives it."""
+class Profiler(ServerProfiler):
+    """A ServerProfiler on a tritonserver of its own: the wheel's, on loopback, in explicit
+    model-control mode, over a private copy of `repository/model_name` (ONNX models turned into
+    python-backend ones, as the wheel has no onnxruntime backend)."""
 
     def __init__(
         self,
@@ -402,39 +76,30 @@ class Profiler:
         warmup_s: float = 0.5,
         protocol: str = "grpc",
     ):
-        source = Path(repository) / model_name
-        config_text = (source / "config.pbtxt").read_text()
-        config = parse_model_config(config_text)
-        self.model_name = model_name
-        self.signature = signature_from_config(config)
-        self.backend = config.backend or {"tensorrt_plan": "tensorrt", "pytorch_libtorch": "pytorch", "onnxruntime_onnx": "onnxruntime"}.get(config.platform, config.platform)
-        self.instance_kind = instance_kind
-        self.concurrency = concurrency
-        self.duration_s = duration_s
-        self.warmup_s = warmup_s
-        self.protocol = protocol
-        self._source = source
+        super().__init__("", model_name, instance_kind=instance_kind, concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s)
+        self._source = Path(repository) / model_name
+        self._wanted_protocol = protocol
         self._workdir: Path | None = None
         self.server = None
-        self.log: list[Measurement] = []
-        self._copies: dict[str, BatchingConfig] = {}  # named copies loaded by head_to_head
 
     def __enter__(self) -> "Profiler":
         from .server import TritonServer
 
         self._workdir = Path(tempfile.mkdtemp(prefix="inferops-tune-"))
-        self._pristine = self._workdir / "source"
-        self._repository = self._workdir / "repository"
-        shutil.copytree(self._source, self._pristine)
-        self._repository.mkdir()
-        # The wheel's server has no onnxruntime backend: ONNX models run on the python backend.
-        self._local_onnx = self.backend == "onnxruntime" and any(self._pristine.glob(f"*/{ONNX_FILE}"))
-        self._write_config(batching_for((1, 0, 1)))
-        self.server = TritonServer(self._repository, explicit_models=[])
+        self.repository = self._workdir / "repository"
+        model_dir = self.repository / self.model_name
+        shutil.copytree(self._source, model_dir)
+        if parse_model_config((model_dir / "config.pbtxt").read_text()).backend == "onnxruntime" and any(model_dir.glob(f"*/{ONNX_FILE}")):
+            to_python_backend(model_dir)
+        self.server = TritonServer(self.repository, explicit_models=[])
         try:
             self.server.start()
+            self.http_url = self.server.http_url
+            self.grpc_url = self.server.grpc_url if self._wanted_protocol == "grpc" else None
+            self.protocol = self._wanted_protocol
+            self.read_config()
         except BaseException:
-            shutil.rmtree(self._workdir, ignore_errors=True)
+            self.__exit__()
             raise
         return self
 
@@ -443,117 +108,6 @@ class Profiler:
             self.server.cleanup()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
-
-    def _write_config(self, batching: BatchingConfig, name: str | None = None) -> None:
-        name = name or self.model_name
-        model_dir = self._repository / name
-        if not model_dir.exists():
-            shutil.copytree(self._pristine, model_dir)
-        (model_dir / "config.pbtxt").write_text(build_model_config(name, self.backend, self.signature, batching, self.instance_kind))
-        if self._local_onnx:
-            to_python_backend(model_dir)
-
-    def _client(self):
-        import tritonclient.http as http
-
-        return http.InferenceServerClient(self.server.http_url, network_timeout=300.0, connection_timeout=300.0)
-
-    def load(self, batching: BatchingConfig, name: str | None = None) -> None:
-        self._write_config(batching, name)
-        client = self._client()
-        try:
-            client.load_model(name or self.model_name)
-        finally:
-            client.close()
-
-    def _drive(self, name: str, batching: BatchingConfig, *, concurrency: int | None, duration_s: float | None, warmup_s: float | None = None):
-        return run_load(
-            self.server.grpc_url if self.protocol == "grpc" else self.server.http_url,
-            name,
-            request_inputs(self.signature, batching.max_batch_size),
-            concurrency=concurrency or self.concurrency,
-            duration_s=duration_s or self.duration_s,
-            warmup_s=self.warmup_s if warmup_s is None else warmup_s,
-            protocol=self.protocol,
-        )
-
-    def run(self, batching: BatchingConfig, *, concurrency: int | None = None, duration_s: float | None = None):
-        """Load `batching` and drive the model; returns the LoadResult."""
-        self.load(batching)
-        return self._drive(self.model_name, batching, concurrency=concurrency, duration_s=duration_s)
-
-    def head_to_head(
-        self, configs: dict[str, BatchingConfig], *, rounds: int, slice_s: float, concurrency: int | None = None, warmup_s: float = 0.2
-    ) -> dict[str, list]:
-        """Serve every config at once, each under a name of its own, and drive them in turns:
-        `rounds` rounds of one `slice_s` run each, the order rotating every round. Returns each
-        label's LoadResults, one per round. Measuring configs one after the other (a reload
-        each) swings by +-20% on a shared CPU as the machine's other load drifts; slices
-        taken in turns see the same drift, so their per-round ratios cancel it."""
-        names = {label: f"{self.model_name}-{label}" for label in configs}
-        self._keep_loaded({names[label]: batching for label, batching in configs.items()})
-        labels = list(configs)
-        results: dict[str, list] = {label: [] for label in labels}
-        for index in range(rounds):
-            shift = index % len(labels)
-            for label in labels[shift:] + labels[:shift]:
-                results[label].append(self._drive(names[label], configs[label], concurrency=concurrency, duration_s=slice_s, warmup_s=warmup_s))
-        return results
-
-    def _keep_loaded(self, wanted: dict[str, BatchingConfig]) -> None:
-        """Load the named copies that are not loaded with their config; unload the others."""
-        client = self._client()
-        try:
-            for name in [n for n in self._copies if n not in wanted]:
-                client.unload_model(name)
-                del self._copies[name]
-        finally:
-            client.close()
-        for name, batching in wanted.items():
-            if self._copies.get(name) != batching:
-                self.load(batching, name)
-                self._copies[name] = batching
-
-    def duel(self, incumbent: Point, candidate: Point) -> tuple[Measurement | None, Measurement]:
-        """Both points head to head within one `measure`'s time: each gets half of it, in slices
-        of about an eighth of a second taken in turns. A point's throughput is its mean over its
-        slices and its p50 and p99 are over all their requests. Each slice starts with a burst of
-        `concurrency` requests, the moment a batcher is likeliest to stall (Triton 2.51's did, in
-        about one slice of three, while payload prefetching was off): more slices give a config
-        that stalls more chances to show it."""
-        slices = max(2, round(self.duration_s / 2 / 0.125))
-        labels = {"b{}-d{}-i{}".format(*point): point for point in (incumbent, candidate)}
-        try:
-            results = self.head_to_head({label: batching_for(point) for label, point in labels.items()},
-                                        rounds=slices, slice_s=self.duration_s / 2 / slices, warmup_s=0.1)
-        except Exception as error:  # noqa: BLE001 - a point that fails to load or serve is a bad point, not a crash
-            # The incumbent served before: the candidate's config is what failed to load or serve.
-            failed = Measurement(candidate, 0.0, math.inf, math.inf, f"{type(error).__name__}: {error}")
-            self.log.append(failed)
-            return None, failed
-        measured = []
-        for label, point in labels.items():
-            runs = results[label]
-            errors = [r.first_error for r in runs if r.errors]
-            latencies = tuple(itertools.chain.from_iterable(r.latencies_ms for r in runs))
-            measured.append(Measurement(
-                point,
-                statistics.fmean(r.throughput_per_s for r in runs),
-                *percentiles(latencies, 50, 99),
-                errors[0] if errors else None,
-                latencies_ms=latencies,
-            ))
-        self.log.extend(measured)
-        return measured[0], measured[1]
-
-    def measure(self, point: Point) -> Measurement:
-        try:
-            result = self.run(batching_for(point))
-            m = Measurement(point, result.sustained_per_s, result.p50_ms, result.p99_ms, result.first_error if result.errors else None, latencies_ms=result.latencies_ms)
-        except Exception as error:  # noqa: BLE001 - a point that fails to load or serve is a bad point, not a crash
-            m = Measurement(point, 0.0, math.inf, math.inf, f"{type(error).__name__}: {error}")
-        self.log.append(m)
-        return m
 
 
 def paired_ratio(a: list, b: list) -> float:

@@ -1,0 +1,166 @@
+"""`inferops tune`: tune dynamic batching against a running Triton server (the tuning pod's tuner).
+
+The server runs in explicit model-control mode and serves the model; this reads the model's
+config from it, loads each candidate through the repository API with a config override, runs
+the search and writes a TuningReport (JSON) to --output. Progress goes to stderr, a line per
+point measured. Exit 0 on success; EXIT_TUNING_FAILED (4) when no config could be chosen (the
+server never became live, every point was refused, the time ran out before a point was
+measured), with a one-line reason on stderr and in the termination message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+EXIT_TUNING_FAILED = 4
+# The tuning pod's environment, recorded in the report (what the tuning measured on).
+IMAGE_ENV = "INFEROPS_TUNING_IMAGE"
+NODE_ENV = "INFEROPS_NODE_NAME"
+ACCELERATOR_ENV = "INFEROPS_ACCELERATOR"
+
+EPILOG = """\
+The model's config is read from the server, so every candidate keeps what the served config has
+(signature, backend, parameters, instance kind, GPUs, accelerators); only max_batch_size, dynamic
+batching (preferred size, queue delay) and the instance count vary.
+--repository: the server's model repository as a folder this process can write (a volume shared
+with the server). With it two candidates are served at once and measured head to head in turns
+(duels, which cancel the machine's drift); without it points are measured one after the other.
+--output: a local path, file://, pvc:// or s3://bucket/key.json (S3 credentials as for
+`inferops optimize`: AWS_* variables or $INFEROPS_CREDENTIALS_DIR, AWS_ENDPOINT_URL).
+Recorded from the environment when set: $INFEROPS_TUNING_IMAGE, $INFEROPS_NODE_NAME,
+$INFEROPS_ACCELERATOR. On failure the reason is also written to $INFEROPS_TERMINATION_LOG, else
+to /dev/termination-log when it exists.
+exit status: 0 tuned and written; 4 nothing could be chosen (or the report could not be written).
+"""
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("--server", required=True, metavar="HOST:PORT", help="the server's HTTP endpoint (repository API, health)")
+    parser.add_argument("--grpc-server", metavar="HOST:PORT", help="drive the load over gRPC at this endpoint (default: HTTP at --server)")
+    parser.add_argument("--model", required=True, help="the model's name on the server")
+    parser.add_argument("--latency-objective-ms", type=float, required=True, help="p99 latency objective")
+    parser.add_argument("--concurrency", type=int, default=16, help="closed-loop clients to tune for (default %(default)s)")
+    parser.add_argument("--instance-kind", choices=("KIND_CPU", "KIND_GPU"), help="instance kind of the candidates (default: the served config's)")
+    parser.add_argument("--repository", help="the server's model repository, writable (enables head-to-head duels)")
+    parser.add_argument("--output", help="where to write the TuningReport JSON (default: stdout only)")
+    parser.add_argument("--max-minutes", type=float, default=10.0, help="give up waiting and stop measuring after this long (default %(default)s)")
+    parser.add_argument("--duration", type=float, default=2.0, help="seconds of load per measurement (default %(default)s)")
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    try:
+        report = tune(args, started)
+        text = report.model_dump_json(by_alias=True, indent=2, exclude_none=True)
+        if args.output:
+            write_output(args.output, text)
+    except TuningFailed as exc:
+        return fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - a storage error or a crash: say why in one line
+        from inferops.storage.credentials import redact
+
+        return fail(redact(f"{type(exc).__name__}: {exc}"))
+    print(text)
+    return 0
+
+
+class TuningFailed(RuntimeError):
+    pass
+
+
+def tune(args: argparse.Namespace, started: float):
+    from .profiler import ProfilerError, ServerProfiler, wait_live
+    from .search import TuningGrid, hill_climb
+
+    if args.concurrency < 1:
+        raise TuningFailed("--concurrency must be >= 1")
+    deadline = started + args.max_minutes * 60
+    try:
+        wait_live(args.server, max(1.0, deadline - time.monotonic()))
+    except ProfilerError as exc:
+        raise TuningFailed(str(exc)) from None
+
+    def progress(m) -> None:
+        batch, delay, instances = m.point
+        said = f"error {m.error[:200]}" if m.error else f"{m.throughput_per_s:.1f}/s p99 {m.p99_ms:.1f} ms"
+        print(f"tune: maxBatchSize={batch} queueDelayUs={delay} instances={instances}: {said}", file=sys.stderr, flush=True)
+
+    grid = TuningGrid()
+    profiler = ServerProfiler(
+        args.server, args.model, grpc_url=args.grpc_server, repository=args.repository, instance_kind=args.instance_kind,
+        concurrency=args.concurrency, duration_s=args.duration, on_measure=progress,
+    )
+    with profiler:
+        try:
+            profiler.read_config()
+        except ProfilerError as exc:
+            raise TuningFailed(str(exc)) from None
+        print(f"tune: {args.model} at {args.concurrency} clients, p99 objective {args.latency_objective_ms:g} ms, "
+              f"{'duels' if profiler.can_duel else 'one point at a time'}, {profiler.instance_kind}", file=sys.stderr, flush=True)
+        tuning_started = time.monotonic()
+        result = hill_climb(
+            profiler.measure, grid, args.latency_objective_ms, concurrency=args.concurrency,
+            duel=profiler.duel if profiler.can_duel else None, deadline=deadline,
+        )
+    best = result.best
+    if best is None or best.error is not None:
+        why = best.error if best is not None else "nothing was measured"
+        raise TuningFailed(f"no batching config of {args.model!r} could be measured ({result.measurements} tried): {why}"[:900])
+    report = result.report()
+    report.concurrency = args.concurrency
+    report.wall_seconds = round(time.monotonic() - tuning_started, 1)
+    report.measured_with = "inferops-loadgen"
+    report.instance_kind = profiler.instance_kind
+    report.image = _env(IMAGE_ENV)
+    report.node = _env(NODE_ENV)
+    report.accelerator = _env(ACCELERATOR_ENV)
+    print(f"tune: chose {report.chosen.model_dump(by_alias=True, exclude_none=True)} "
+          f"({report.throughput_per_s}/s, p99 {report.p99_ms} ms) in {report.measurements} measurements, {report.wall_seconds} s", file=sys.stderr, flush=True)
+    return report
+
+
+def _env(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None
+
+
+def write_output(uri: str, text: str) -> None:
+    """A local path, file://, pvc:// or s3://bucket/key: the whole JSON or nothing."""
+    from pathlib import Path
+
+    from inferops.storage.uri import local_path, parse_uri
+
+    if "://" not in uri:
+        target = Path(uri)
+    else:
+        parsed = parse_uri(uri)
+        if parsed.scheme == "s3":
+            from inferops.storage.s3 import S3Backend
+
+            backend = S3Backend(parsed)
+            backend._call("write", backend.client.put_object, Bucket=backend.bucket, Key=backend.prefix, Body=text.encode(), ContentType="application/json")
+            return
+        target = local_path(parsed)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = target.with_name(f".{target.name}.partial")
+    staging.write_text(text)
+    staging.replace(target)
+
+
+def fail(reason: str) -> int:
+    from inferops.api.outcomes import TERMINATION_LOG, TERMINATION_LOG_ENV, TERMINATION_MESSAGE_MAX
+
+    line = " ".join(reason.split())
+    print(f"error: {line}", file=sys.stderr, flush=True)
+    path = os.environ.get(TERMINATION_LOG_ENV) or (TERMINATION_LOG if os.path.exists(TERMINATION_LOG) else None)
+    if path:
+        try:
+            with open(path, "w") as f:
+                f.write(line[:TERMINATION_MESSAGE_MAX])
+        except OSError as exc:
+            print(f"warning: could not write the termination message to {path}: {exc.strerror}", file=sys.stderr)
+    return EXIT_TUNING_FAILED
