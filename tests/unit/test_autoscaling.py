@@ -36,9 +36,9 @@ def model(serving: dict) -> ModelRef:
 
 def serving_observed(m: ModelRef, **kwargs) -> Observed:
     done = {"metadata": {"name": job_name(m.name, optimization_hash(m.spec, CPU))}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}}
-    from .test_reconcile import committed
+    from .test_reconcile import tuned, committed
 
-    return Observed(hardware_class=CPU, jobs=[done], report=committed(), **kwargs)
+    return tuned(m, Observed(hardware_class=CPU, jobs=[done], report=committed(), **kwargs))
 
 
 def by_kind(plan) -> dict[str, dict]:

@@ -19,7 +19,7 @@ from inferops.reconcile.plan import Observed, desired_state, invalid_spec_status
 from inferops.reconcile.settings import PROBE_RETRY_SECONDS
 from inferops.reconcile.status_limits import MESSAGE_LIMIT, bounded_status
 
-from .test_reconcile import CPU, GPU, NOW, SETTINGS, committed, cond, current_job_name, deployment, job, kinds, model, spec
+from .test_reconcile import tuned, CPU, GPU, NOW, SETTINGS, committed, cond, current_job_name, deployment, job, kinds, model, spec
 
 SERVING = {
     "artifactUri": "s3://artifacts/ml/digits/rev1",
@@ -43,7 +43,7 @@ def test_without_a_job_the_artifact_is_looked_for_first():
 
 def test_a_job_deleted_after_success_is_not_made_again():
     m = model(generation=1)
-    plan = desired_state(m, Observed(GPU, report=committed(), deployment=deployment(2)), SETTINGS, NOW)
+    plan = desired_state(m, tuned(m, Observed(GPU, report=committed(), deployment=deployment(2))), SETTINGS, NOW)
     assert "Job" not in kinds(plan), "the committed artifact is reused: no Job re-publishes over it"
     assert served_artifact(plan) == f"s3://artifacts/ml/digits/{current_job_name(m).rsplit('-', 1)[1]}"
     assert cond(plan, "Optimized")["reason"] == "ArtifactCommitted"
@@ -53,7 +53,7 @@ def test_a_job_deleted_after_success_is_not_made_again():
 def test_a_spec_reverted_to_an_earlier_hash_reuses_its_artifact():
     m = model(spec(optimization={"recipe": "none"}), generation=3)  # revision 1's spec again
     old_rev2_job = job("digits-opt-rev2", "Complete")
-    plan = desired_state(m, Observed(GPU, jobs=[old_rev2_job], report=committed(), deployment=deployment(2), status=SERVING), SETTINGS, NOW)
+    plan = desired_state(m, tuned(m, Observed(GPU, jobs=[old_rev2_job], report=committed(), deployment=deployment(2), status=SERVING)), SETTINGS, NOW)
     assert "Job" not in kinds(plan) and plan.delete_jobs == ["digits-opt-rev2"]
     assert served_artifact(plan).endswith(current_job_name(m).rsplit("-", 1)[1])
 
@@ -86,7 +86,7 @@ def test_an_unreadable_report_keeps_the_previous_revision_serving():
     assert plan.status["phase"] == "Optimizing" and cond(plan, "Ready")["status"] == "True"
     assert plan.retry_after == PROBE_RETRY_SECONDS, "read again by itself: no event may come"
     observed.report, observed.report_error = committed(f"s3://artifacts/ml/digits/{current_job_name(m).rsplit('-', 1)[1]}"), None
-    assert served_artifact(desired_state(m, observed, SETTINGS, NOW)) != SERVING["artifactUri"], "once readable, the new one"
+    assert served_artifact(desired_state(m, tuned(m, observed), SETTINGS, NOW)) != SERVING["artifactUri"], "once readable (and tuned), the new one"
 
 
 def test_a_first_revision_without_its_report_deploys_nothing():
@@ -114,7 +114,9 @@ def test_a_long_tuning_report_is_shortened_for_status_and_says_where_the_rest_is
                                 checksums={f"f{i}": "0" * 64 for i in range(5000)},
                                 tuning=TuningReport(chosen=chosen, throughput_per_s=1, p99_ms=1, latency_objective_ms=1, measurements=5000, grid_size=5000, points=points))
     m = model()
-    status = desired_state(m, Observed(GPU, jobs=[job(current_job_name(m), "Complete")], report=report), SETTINGS, NOW).status
+    observed = tuned(m, Observed(GPU, jobs=[job(current_job_name(m), "Complete")], report=report))
+    observed.tuning = report.tuning  # the tuning Job's published choice, with every point it measured
+    status = desired_state(m, observed, SETTINGS, NOW).status
     assert len(json.dumps(status)) > 2_000_000, "the API server would refuse this write, every time"
     bounded = bounded_status(status)
     assert len(json.dumps(bounded)) < 200_000

@@ -69,6 +69,16 @@ def committed(uri: str = "s3://artifacts/ml/digits/x") -> OptimizationReport:
     return OptimizationReport(artifact_uri=uri, model_name="digits", backend="onnxruntime")
 
 
+def tuned(m: ModelRef, observed: Observed) -> Observed:
+    """`dynamicBatching: auto` (the default) deploys once its tuning Job published a choice: that
+    Job done, and its TuningReport read."""
+    tuning_job = desired_state(m, observed, SETTINGS, NOW).tuning_job_name
+    if tuning_job:
+        observed.jobs.append(job(tuning_job, "Complete"))
+        observed.tuning = TuningReport(chosen=BatchingConfig(max_batch_size=8), throughput_per_s=500.0, p99_ms=20.0, latency_objective_ms=100.0, measurements=5, grid_size=36)
+    return observed
+
+
 def kinds(plan) -> list[str]:
     return [o["kind"] for o in plan.apply]
 
@@ -147,7 +157,7 @@ def test_new_model_gets_its_job_and_is_optimizing():
 def test_succeeded_job_deploys_then_ready():
     m = model()
     name = current_job_name(m)
-    observed = Observed(hardware_class=GPU, jobs=[job(name, "Complete")], report=committed())
+    observed = tuned(m, Observed(hardware_class=GPU, jobs=[job(name, "Complete")], report=committed()))
     plan = desired_state(m, observed, SETTINGS, NOW)
     assert kinds(plan) == ["ConfigMap", "Deployment", "Service"]
     assert plan.status["phase"] == "Deploying"
@@ -211,7 +221,7 @@ def test_a_python_backend_class_serves_onnx_through_model_py():
     m = model(spec(optimization={"recipe": "none"}))
     python_cpu = CPU.model_copy(update={"onnx_backend": "python"})
     for hardware, backend, flag in ((CPU, "onnxruntime", False), (python_cpu, "python", True)):
-        observed = Observed(hardware_class=hardware, jobs=[job(current_job_name(m, hardware), "Complete")], report=committed(), deployment=deployment(2))
+        observed = tuned(m, Observed(hardware_class=hardware, jobs=[job(current_job_name(m, hardware), "Complete")], report=committed(), deployment=deployment(2)))
         plan = desired_state(m, observed, SETTINGS, NOW)
         config = parse_model_config(plan.apply[0]["data"]["config.pbtxt"])
         assert (config.backend, "ORT_INTRA_OP_THREADS" in config.parameters) == (backend, flag)
@@ -256,7 +266,7 @@ def test_changed_spec_retires_old_job_and_keeps_serving_the_old_artifact():
 def test_smoke_inference_gates_ready(smoke, phase, reason):
     m = model()
     settings = OperatorSettings(artifact_root="s3://artifacts", smoke_test=True)
-    observed = Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Complete")], report=committed(), deployment=deployment(2), smoke=smoke)
+    observed = tuned(m, Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Complete")], report=committed(), deployment=deployment(2), smoke=smoke))
     plan = desired_state(m, observed, settings, NOW)
     assert plan.status["phase"] == phase and cond(plan, "Ready")["reason"] == reason
     assert (plan.smoke_target is not None) == (smoke is None)
@@ -270,5 +280,5 @@ def test_smoke_inference_goes_to_the_cluster_ip_when_the_service_has_one():
     settings = OperatorSettings(artifact_root="s3://artifacts", smoke_test=True)
     service = {"kind": "Service", "metadata": {"name": "digits-triton"}, "spec": {"clusterIP": "10.0.12.34"}}
     for live, url in (({}, "http://digits-triton.ml.svc:8000"), ({"Service": service}, "http://10.0.12.34:8000")):
-        observed = Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Complete")], report=committed(), deployment=deployment(2), live_children=live)
+        observed = tuned(m, Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Complete")], report=committed(), deployment=deployment(2), live_children=live))
         assert desired_state(m, observed, settings, NOW).smoke_target[0] == url

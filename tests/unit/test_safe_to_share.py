@@ -7,7 +7,7 @@ from inferops.reconcile.children import desired_job
 from inferops.reconcile.plan import JobTermination, Observed, desired_state
 from inferops.reconciler import termination_of
 
-from .test_reconcile import GPU, NOW, SETTINGS, committed, cond, current_job_name, job, model, spec
+from .test_reconcile import tuned, GPU, NOW, SETTINGS, committed, cond, current_job_name, job, model, spec
 
 
 # -- (a) failures that say why ------------------------------------------------------------
@@ -101,7 +101,7 @@ def test_model_secret_reaches_only_the_job_under_its_own_prefix():
 def test_name_taken_by_a_foreign_object_is_refused_not_applied_over():
     m = model()
     done = job(current_job_name(m), "Complete")
-    observed = Observed(GPU, jobs=[done], report=committed(), conflicts={("ConfigMap", "digits-triton-config")})
+    observed = tuned(m, Observed(GPU, jobs=[done], report=committed(), conflicts={("ConfigMap", "digits-triton-config")}))
     plan = desired_state(m, observed, SETTINGS, NOW)
     assert [o["kind"] for o in plan.apply] == [], "not one serving object is applied while a name is taken"
     ready = cond(plan, "Ready")
@@ -109,7 +109,7 @@ def test_name_taken_by_a_foreign_object_is_refused_not_applied_over():
     assert "ConfigMap digits-triton-config" in ready["message"] and "not owned by InferenceModel digits" in ready["message"]
     assert plan.status["phase"] == "Failed" and "endpoint" not in plan.status
     # Once the name is free again, the model proceeds by itself.
-    assert {"ConfigMap", "Deployment", "Service"} <= {o["kind"] for o in desired_state(m, Observed(GPU, jobs=[done], report=committed()), SETTINGS, NOW).apply}
+    assert {"ConfigMap", "Deployment", "Service"} <= {o["kind"] for o in desired_state(m, tuned(m, Observed(GPU, jobs=[done], report=committed())), SETTINGS, NOW).apply}
 
 
 # -- (d) the operator's own validation agrees with the CRD's rules ------------------------
