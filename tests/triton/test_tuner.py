@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import math
+import statistics
 
 import pytest
 
 from inferops.api.report import TuningReport
 from inferops.api.tensors import BatchingConfig
-from inferops.triton.tuner import Measurement, Profiler, TuningGrid, batching_for, exhaustive, hill_climb, paired_ratio, sweep_repository, tune_repository
+from inferops.triton.search import Measurement, TuningGrid, batching_for, exhaustive, hill_climb
+from inferops.triton.tuner import Profiler, tune_repository
 
 MODEL = "digits"  # the name make_repository gives the model
 GRID = TuningGrid(max_batch_sizes=(4, 8, 16, 32), queue_delays_us=(0, 1000, 5000), instance_counts=(1, 2))
+
+
+def paired_ratio(a: list, b: list) -> float:
+    """Throughput of `a` over `b` from head_to_head's results: the median of the per-round ratios."""
+    return statistics.median(x.throughput_per_s / y.throughput_per_s for x, y in zip(a, b))
 
 
 def surface(peak: tuple[int, int, int], objective_breakers=()):
@@ -221,7 +228,7 @@ def test_tuner_uses_a_quarter_of_the_sweep_meets_the_objective_and_beats_no_batc
     repository = make_repository(BatchingConfig(max_batch_size=16, dynamic_batching=False))
     common = {"grid": GRID, "concurrency": 16, "duration_s": 1.5}
     tuned = tune_repository(repository, MODEL, objective_ms, **common)
-    swept = sweep_repository(repository, MODEL, objective_ms, **common)
+    swept = tune_repository(repository, MODEL, objective_ms, exhaustive_search=True, **common)
     assert isinstance(tuned, TuningReport) and isinstance(swept, TuningReport)
     print(f"\ntuned : {tuned.model_dump(by_alias=True)}\nswept : {swept.model_dump(by_alias=True)}")
     assert swept.measurements == GRID.size == 24

@@ -36,7 +36,6 @@ running ONNX Runtime).
 from __future__ import annotations
 
 import shutil
-import statistics
 import tempfile
 from pathlib import Path
 
@@ -54,7 +53,6 @@ from .search import (  # noqa: F401 - the search's names, for the callers of thi
     better,
     exhaustive,
     hill_climb,
-    server_cores,
     start_point,
     usable_cores,
 )
@@ -110,11 +108,6 @@ class Profiler(ServerProfiler):
             shutil.rmtree(self._workdir, ignore_errors=True)
 
 
-def paired_ratio(a: list, b: list) -> float:
-    """Throughput of `a` over `b` from head_to_head's results: the median of the per-round ratios."""
-    return statistics.median(x.throughput_per_s / y.throughput_per_s for x, y in zip(a, b))
-
-
 def tune_repository(
     repository: Path,
     model_name: str,
@@ -137,8 +130,3 @@ def tune_repository(
         else:
             result = hill_climb(profiler.measure, grid, latency_objective_ms, concurrency=concurrency, budget=budget, duel=profiler.duel)
     return result.report()
-
-
-def sweep_repository(repository: Path, model_name: str, latency_objective_ms: float, instance_kind: str = "KIND_CPU", **kwargs) -> TuningReport:
-    """The exhaustive sweep of the same grid, for comparison with tune_repository."""
-    return tune_repository(repository, model_name, latency_objective_ms, instance_kind, exhaustive_search=True, **kwargs)
