@@ -44,4 +44,4 @@ def test_every_layer_reads_the_one_catalogue():
     assert GPU_ONLY_RECIPES == {"fp16", "tensorrt"}
     assert LOSSY == {r.name for r in RECIPE_CATALOGUE if r.lossy}
     assert set(RECIPE_MODULES) == set(RECIPES) - {"none"}
-    assert set(FORMAT_NAMES) == {"onnx", "safetensors", "torchscript", "pytorch", "tensorrt-plan"}
+    assert set(FORMAT_NAMES) == {"onnx", "safetensors", "torchscript", "pytorch", "savedmodel", "keras", "tensorrt-plan"}
