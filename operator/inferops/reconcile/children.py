@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from ..api.catalogue import format_extra
 from ..api.common import API_VERSION
 from ..api.hardware_class import HardwareClassSpec
 from ..api.inference_model import InferenceModelSpec
@@ -95,6 +96,14 @@ def artifact_uri(model: ModelRef, spec_hash: str, settings: OperatorSettings) ->
     return f"{settings.artifact_root}/{model.namespace}/{model.name}/{spec_hash}"
 
 
+def optimizer_job_image(spec: InferenceModelSpec, hardware: HardwareClassSpec, settings: OperatorSettings) -> str:
+    """The spec's image; else the variant with the extra the model's format needs (the spec's format,
+    else the URI's file name: api/catalogue.py); else the class's; else the default image. The variant
+    goes before the class's image: without it the Job cannot read the model at all."""
+    variant = settings.optimizer_image_for(format_extra(spec.model.format, spec.model.uri))
+    return spec.optimization.image or variant or hardware.optimizer_image or settings.optimizer_image
+
+
 def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, settings: OperatorSettings) -> dict[str, Any]:
     spec = model.spec
     opt = spec.optimization
@@ -131,7 +140,7 @@ def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, se
         deadline_seconds=opt.timeout_seconds,
         node_selector=hardware.node_selector,
         tolerations=_tolerations(hardware),
-        image=opt.image or hardware.optimizer_image or settings.optimizer_image,
+        image=optimizer_job_image(spec, hardware, settings),
         args=args,
         env=[
             {"name": "INFEROPS_LOG_FORMAT", "value": "text"},
