@@ -80,4 +80,7 @@ def format_extra(fmt: str | None, uri: str = "") -> str | None:
 
 
 def install_hint(extra: str) -> str:
-    return f"pip install 'inferops[optimize,{extra}]', or an optimizer image built with the {extra} extra (spec.optimization.image or the HardwareClass's optimizerImage)"
+    return (
+        f"pip install 'inferops[optimize,{extra}]'; in a cluster the operator runs such a Job in the optimizer-{extra} image "
+        f"(the chart's operator.optimizerImages.{extra}) when spec.model.format (or the file name) says the format, or set spec.optimization.image"
+    )
