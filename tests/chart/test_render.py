@@ -112,6 +112,7 @@ def test_defaults_render_operator_deployment(helm):
     assert env_of(docs) == {
         "INFEROPS_ARTIFACT_ROOT": "s3://inferops-artifacts",
         "INFEROPS_OPTIMIZER_IMAGE": "ghcr.io/inferops/optimizer:0.1.0",
+        "INFEROPS_OPTIMIZER_IMAGES": '{"tensorflow":"ghcr.io/inferops/optimizer-tensorflow:0.1.0","torch":"ghcr.io/inferops/optimizer-torch:0.1.0"}',
         "INFEROPS_TRITON_IMAGE": "nvcr.io/nvidia/tritonserver:25.10-py3",
         "INFEROPS_JOB_BACKOFF_LIMIT": "2",
         "INFEROPS_SMOKE_TEST": "true",

@@ -115,8 +115,10 @@ def test_children_named_like_foreign_objects_are_refused_and_those_left_untouche
         ({"model": {"uri": "gs://bucket/model.onnx"}}, "gs:// is not in this build"),
         ({"model": {"uri": "pvc://claim/model.onnx"}}, "pvc:// needs a claim mounted"),
         ({"optimization": {"evalData": "pvc://claim/eval.npz"}}, "pvc:// needs a claim mounted"),
+        # No build reads a compiled engine: the CRD refuses it, with or without the webhook.
+        ({"model": {"uri": "s3://models/engine.plan", "format": "tensorrt-plan"}}, "a TensorRT plan is already compiled"),
     ],
-    ids=["param-key-option", "param-key-equals", "gs-model", "pvc-model", "pvc-eval"],
+    ids=["param-key-option", "param-key-equals", "gs-model", "pvc-model", "pvc-eval", "tensorrt-plan"],
 )
 def test_inputs_the_job_cannot_use_are_refused_at_apply(cluster, namespace, change, expected):
     import yaml

@@ -97,3 +97,20 @@ def torch():
             pytest.fail("CI runs the torch tests: install the torch extra (pip install -e '.[test,torch]')")
         pytest.skip("torch is not installed: pip install -e '.[test,torch]' to run the TorchScript / torch.export tests")
     return module
+
+
+@pytest.fixture(scope="session")
+def tensorflow():
+    """TensorFlow (with tf2onnx) for the `tensorflow` layer: skipped with the reason where the extra
+    is missing, except under CI=true, where a missing extra is a failure (as for torch)."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import tensorflow as module
+        import tf2onnx  # noqa: F401
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI runs the tensorflow tests: install the tensorflow extra (pip install -e '.[test,tensorflow]')")
+        pytest.skip("tensorflow or tf2onnx is not installed: pip install -e '.[test,tensorflow]' to run the Keras / SavedModel tests")
+    return module

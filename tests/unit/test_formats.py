@@ -44,4 +44,34 @@ def test_every_layer_reads_the_one_catalogue():
     assert GPU_ONLY_RECIPES == {"fp16", "tensorrt"}
     assert LOSSY == {r.name for r in RECIPE_CATALOGUE if r.lossy}
     assert set(RECIPE_MODULES) == set(RECIPES) - {"none"}
-    assert set(FORMAT_NAMES) == {"onnx", "safetensors", "torchscript", "pytorch", "tensorrt-plan"}
+    assert set(FORMAT_NAMES) == {"onnx", "safetensors", "torchscript", "pytorch", "savedmodel", "keras", "tensorrt-plan"}
+
+
+def _image(s: dict, settings=SETTINGS, hardware=GPU) -> str:
+    return desired_job(model(s), hardware, "abc", settings)["spec"]["template"]["spec"]["containers"][0]["image"]
+
+
+def test_the_job_runs_in_the_image_variant_the_format_needs():
+    torch_image, tf_image = SETTINGS.optimizer_image_for("torch"), SETTINGS.optimizer_image_for("tensorflow")
+    assert torch_image and tf_image and len({torch_image, tf_image, SETTINGS.optimizer_image}) == 3
+    assert _image(spec()) == SETTINGS.optimizer_image, "ONNX: the default image, free of torch and tensorflow"
+    assert _image(spec(model={"uri": "s3://m/digits", "format": "pytorch"})) == torch_image
+    assert _image(spec(model={"uri": "s3://m/digits.pt2"})) == torch_image, "no format: the file name says it"
+    assert _image(spec(model={"uri": "s3://m/digits.keras"})) == tf_image
+    assert _image(spec(model={"uri": "s3://m/digits/", "format": "savedmodel"})) == tf_image
+    # The variant goes before the class's image (without it the model cannot be read); the spec's wins.
+    assert _image(spec(model={"uri": "s3://m/d.keras"}), hardware=GPU.model_copy(update={"optimizer_image": "reg/gpu-opt:1"})) == tf_image
+    assert _image(spec(model={"uri": "s3://m/d.onnx"}), hardware=GPU.model_copy(update={"optimizer_image": "reg/gpu-opt:1"})) == "reg/gpu-opt:1"
+    assert _image(spec(model={"uri": "s3://m/d.keras"}, optimization={"image": "reg/mine:2"})) == "reg/mine:2"
+
+
+def test_the_chart_names_the_variants_and_an_empty_one_falls_back_to_the_default(monkeypatch):
+    from inferops.reconcile.settings import OperatorSettings
+
+    monkeypatch.setenv("INFEROPS_OPTIMIZER_IMAGES", '{"torch": "reg/opt-torch:9", "tensorflow": ""}')
+    settings = OperatorSettings.from_env()
+    assert _image(spec(model={"uri": "s3://m/d.pt2"}), settings) == "reg/opt-torch:9"
+    assert _image(spec(model={"uri": "s3://m/d.keras"}), settings) == settings.optimizer_image
+    monkeypatch.setenv("INFEROPS_OPTIMIZER_IMAGES", '["torch"]')
+    with pytest.raises(ValueError, match="extra -> image"):
+        OperatorSettings.from_env()

@@ -46,6 +46,8 @@ FORMAT_CATALOGUE: tuple[FormatInfo, ...] = (
     FormatInfo("safetensors", "a BERT-style encoder folder (config.json + model.safetensors + tokenizer.json), exported to ONNX without torch", (".safetensors",), converter="inferops BERT exporter"),
     FormatInfo("torchscript", "a TorchScript archive (torch.jit.save), converted to ONNX in the Job", (".ts", ".torchscript"), extra="torch", converter="torch.onnx.export"),
     FormatInfo("pytorch", "a torch.export ExportedProgram archive (.pt2, torch.export.save), converted to ONNX in the Job; pickled nn.Modules are refused", (".pt2",), extra="torch", converter="torch.onnx.export (dynamo)"),
+    FormatInfo("savedmodel", "a TensorFlow SavedModel folder (saved_model.pb + variables/) or a .tar.gz of one, converted to ONNX in the Job from its serving_default signature", (".savedmodel", ".savedmodel.tar.gz"), extra="tensorflow", converter="tf2onnx"),
+    FormatInfo("keras", "a Keras 3 .keras file (model.save), loaded in safe mode and converted to ONNX in the Job", (".keras",), extra="tensorflow", converter="tf2onnx"),
     FormatInfo(
         "tensorrt-plan", "a serialized TensorRT engine", (".plan", ".engine"), supported=False,
         unsupported_reason="a TensorRT plan is already compiled for one GPU and TensorRT version: the optimizer cannot read, measure or convert it; give the ONNX model it was built from (the tensorrt recipe compiles for the class's GPUs)",
@@ -66,5 +68,19 @@ def format_from_name(filename: str) -> str | None:
     return None
 
 
+# What each optional extra is, for a build that lacks it to say so (install_hint).
+EXTRA_FRAMEWORKS = {"torch": "PyTorch", "tensorflow": "TensorFlow (tf2onnx)"}
+
+
+def format_extra(fmt: str | None, uri: str = "") -> str | None:
+    """The optimizer extra a model needs: from the spec's format, else from the URI's file name
+    (a folder named by neither is read by the default build, which says what it found)."""
+    info = FORMATS_BY_NAME.get(fmt or "") or FORMATS_BY_NAME.get(format_from_name(uri.split("?", 1)[0].rstrip("/")) or "")
+    return info.extra if info else None
+
+
 def install_hint(extra: str) -> str:
-    return f"pip install 'inferops[optimize,{extra}]', or an optimizer image built with the {extra} extra (spec.optimization.image or the HardwareClass's optimizerImage)"
+    return (
+        f"pip install 'inferops[optimize,{extra}]'; in a cluster the operator runs such a Job in the optimizer-{extra} image "
+        f"(the chart's operator.optimizerImages.{extra}) when spec.model.format (or the file name) says the format, or set spec.optimization.image"
+    )

@@ -47,6 +47,10 @@ class ModelSource(ApiModel):
         description="Unset: what the file's name or content says. "
         + "; ".join(f"{f.name}: {f.summary}" + (f" (the optimizer's {f.extra} extra)" if f.extra else "") + ("" if f.supported else " (refused: not readable by the optimizer)") for f in FORMAT_CATALOGUE)
         + ".",
+        # Refused at apply, webhook or not: a format no optimizer build reads would only fail the Job.
+        json_schema_extra={"x-kubernetes-validations": [
+            {"rule": f"self != '{f.name}'", "message": f"model.format {f.name}: {f.unsupported_reason}"} for f in FORMAT_CATALOGUE if not f.supported
+        ]},
     )
     inputs: list[TensorSpec] | None = Field(default=None, max_length=32, description="Only where it cannot be read from the model (a TorchScript archive records none).")
     outputs: list[TensorSpec] | None = Field(default=None, max_length=32, description="Only where it cannot be read from the model.")

@@ -1,5 +1,6 @@
 """The images a local cluster runs, one build definition each: the operator, the optimizer (also
-the serving pods' pull step) and a CPU Triton server, all from this checkout.
+the serving pods' pull step), its torch and tensorflow variants, and a CPU Triton server, all from
+this checkout.
 
 Each image is the Debian base, a layer of the third-party wheels it needs, and a layer with the
 project's own wheel on top (so an edit of the project rebuilds only that small layer). Elsewhere
@@ -14,9 +15,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import images, rootfs
 from .binaries import _log
+from .torch_prune import prune_torch_cuda
 
 REPO = Path(__file__).resolve().parents[3]
 USER = "65532:65532"  # the chart's and the templates' runAsUser
@@ -47,6 +50,7 @@ class ImageDefinition:
     cmd: list[str] = field(default_factory=list)
     files: dict[str, tuple[bytes, int]] = field(default_factory=dict)
     more_requirements: tuple[str, ...] = ()
+    prune: Callable[[Path], None] | None = None  # trims the third-party layer's site-packages
 
 
 DEFINITIONS = {
@@ -54,6 +58,11 @@ DEFINITIONS = {
     # No serve extra: the tuner (`inferops tune`, in the tuning Job) drives the class's own Triton
     # image, its pod's sidecar, over HTTP; the optimization Job needs no server.
     "optimizer": ImageDefinition("inferops.dev/optimizer", ("optimize",), ["inferops"], ["optimize", "--help"]),
+    # The framework variants (the chart's operator.optimizerImages): the default stays free of both.
+    # TensorFlow: tensorflow-cpu, about 1.5 GB more. torch: PyPI has only CUDA builds, whose libraries
+    # torch needs to load; what it never loads on a CPU is left out (torch_prune.py), 3.1 GB remain.
+    "optimizer-tensorflow": ImageDefinition("inferops.dev/optimizer-tensorflow", ("optimize", "tensorflow"), ["inferops"], ["optimize", "--help"]),
+    "optimizer-torch": ImageDefinition("inferops.dev/optimizer-torch", ("optimize", "torch"), ["inferops"], ["optimize", "--help"], prune=prune_torch_cuda),
     "triton-cpu": ImageDefinition(
         "inferops.dev/triton-cpu", ("serve",), ["tritonserver"], [],
         files={"usr/local/bin/tritonserver": (TRITONSERVER, 0o755)},
@@ -84,7 +93,7 @@ def build_image(key: str) -> BuiltImage:
     with tempfile.TemporaryDirectory(dir=rootfs.layers_dir(), prefix=f".wheels-{key}-") as tmp:
         wheels = rootfs.collect_wheels([f"{REPO}{extras}", *definition.more_requirements], Path(tmp))
         own = [w for w in wheels if w.name.startswith("inferops-")]
-        deps = rootfs.wheel_layer([w for w in wheels if w not in own], f"{key}-deps")
+        deps = rootfs.wheel_layer([w for w in wheels if w not in own], f"{key}-deps", definition.prune)
         app = rootfs.wheel_layer(own, f"{key}-inferops")
     layers = [base, deps, app]
     if definition.files:
@@ -110,6 +119,11 @@ def _prune(paths, keep: Path, older_than_s: float = 600) -> None:
             pass  # another build pruned it
 
 
-def build_images(keys: tuple[str, ...] = tuple(DEFINITIONS)) -> dict[str, BuiltImage]:
+# What extra each optimizer variant adds, for the chart's operator.optimizerImages.
+VARIANTS = {"torch": "optimizer-torch", "tensorflow": "optimizer-tensorflow"}
+DEFAULT_IMAGES = ("operator", "optimizer", "triton-cpu")  # what `inferops up` and the chart install build
+
+
+def build_images(keys: tuple[str, ...] = DEFAULT_IMAGES) -> dict[str, BuiltImage]:
     return {key: build_image(key) for key in keys}
 

@@ -18,6 +18,7 @@ import tarfile
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 from .binaries import _log
 from .images import images_dir, sha256_file
@@ -107,10 +108,11 @@ def collect_wheels(requirements: list[str], folder: Path) -> list[Path]:
     return sorted(folder.glob("*.whl"))
 
 
-def wheel_layer(wheels: list[Path], name: str) -> Path:
+def wheel_layer(wheels: list[Path], name: str, prune: Callable[[Path], None] | None = None) -> Path:
     """`wheels` installed (no dependency resolution: the list is complete) into Debian's
-    site-packages, their console scripts in /usr/local/bin running Debian's python3."""
-    out = layers_dir() / f"{name}-{_key(sorted(sha256_file(w) for w in wheels))}.tar"
+    site-packages, their console scripts in /usr/local/bin running Debian's python3.
+    `prune(site_packages)` may then remove what the image never loads (its name keys the cache)."""
+    out = layers_dir() / f"{name}-{_key(sorted(sha256_file(w) for w in wheels), *([prune.__qualname__] if prune else []))}.tar"
     if out.exists():
         return out
     layers_dir().mkdir(parents=True, exist_ok=True)
@@ -133,6 +135,8 @@ def wheel_layer(wheels: list[Path], name: str) -> Path:
                 (bin_dir / script.name).write_bytes(text)
                 (bin_dir / script.name).chmod(0o755)
             shutil.rmtree(scripts)
+        if prune is not None:
+            prune(site)
         dir_layer(root, out)
     _log(f"  {name} layer: {out.stat().st_size / 2**20:.0f} MiB")
     return out

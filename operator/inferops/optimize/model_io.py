@@ -14,7 +14,7 @@ from typing import Callable
 
 import onnx
 
-from inferops.api.catalogue import FORMATS_BY_NAME, format_from_name, install_hint
+from inferops.api.catalogue import EXTRA_FRAMEWORKS, FORMATS_BY_NAME, format_from_name, install_hint
 from inferops.api.report import ConversionReport
 from inferops.api.tensors import Signature, TensorSpec
 
@@ -79,20 +79,41 @@ def detect_format(path: Path) -> str:
             return "onnx"
         if is_bert_folder(path):
             return "safetensors"
+        if (path / "saved_model.pb").is_file() or len(list(path.glob("*/saved_model.pb"))) == 1:
+            return "savedmodel"
+        keras_files = list(path.glob("*.keras"))
+        if len(keras_files) == 1:
+            return "keras"
         files = [p for p in path.iterdir() if p.is_file() and p.suffix in (".pt2", ".pt", ".pth", ".ts", ".torchscript")]
         if len(files) == 1:
             return detect_format(files[0])
         found = sorted(p.name for p in path.iterdir())[:20]
-        raise ModelError(f"no model found: expected an .onnx file, a folder with one .onnx file, a BERT safetensors folder, a TorchScript archive or a .pt2; found {found}")
+        raise ModelError(f"no model found: expected an .onnx file, a folder with one .onnx file, a BERT safetensors folder, a TorchScript archive, a .pt2, a SavedModel or a .keras file; found {found}")
     named = format_from_name(path.name)
     if named:
         return named
+    if path.name.lower().endswith((".tar.gz", ".tgz")):
+        from .tf_export import is_saved_model_archive
+
+        if is_saved_model_archive(path):
+            return "savedmodel"
+        raise ModelError(f"{path.name} is an archive without a saved_model.pb; InferOps reads .tar.gz archives of SavedModels only")
     if path.suffix in (".pt", ".pth", ".bin", ".ckpt", ".pkl"):
         kind = _torch_archive_kind(path)
         if kind == "pickle":
             raise ModelError(f"{path.name} {PICKLE_REFUSED}")
         return kind
     return "onnx"
+
+
+# The module each optional extra brings; a build has the extra when the module can be found.
+EXTRA_MODULES = {"torch": ("torch",), "tensorflow": ("tensorflow", "tf2onnx")}
+
+
+def has_extra(extra: str) -> bool:
+    if extra == "torch":
+        return has_torch()  # kept apart: tests stand in a build without torch by patching it
+    return all(importlib.util.find_spec(m) is not None for m in EXTRA_MODULES.get(extra, ()))
 
 
 def has_torch() -> bool:
@@ -106,8 +127,9 @@ def require_format(fmt: str) -> None:
         raise ModelError(f"unknown model format {fmt!r}; known: {', '.join(FORMATS_BY_NAME)}")
     if not info.supported:
         raise ModelError(f"format {fmt}: {info.unsupported_reason}")
-    if info.extra == "torch" and not has_torch():
-        raise ModelError(f"format {fmt} is converted to ONNX with PyTorch, which this optimizer build does not have: {install_hint('torch')}")
+    if info.extra and not has_extra(info.extra):
+        framework = EXTRA_FRAMEWORKS.get(info.extra, info.extra)
+        raise ModelError(f"format {fmt} is converted to ONNX with {framework}, which this optimizer build does not have: {install_hint(info.extra)}")
 
 
 def _model_file(fetched: Path, fmt: str) -> Path:
@@ -117,6 +139,15 @@ def _model_file(fetched: Path, fmt: str) -> Path:
     files = [p for p in fetched.iterdir() if p.is_file() and p.suffix in suffixes]
     if len(files) != 1:
         raise ModelError(f"format {fmt}: expected one model file ({', '.join(suffixes)}) in the folder, found {sorted(p.name for p in fetched.iterdir())[:20]}")
+    return files[0]
+
+
+def _keras_file(fetched: Path) -> Path:
+    if fetched.is_file():
+        return fetched
+    files = sorted(fetched.glob("*.keras"))
+    if len(files) != 1:
+        raise ModelError(f"format keras: expected one .keras file in the folder, found {sorted(p.name for p in fetched.iterdir())[:20]}")
     return files[0]
 
 
@@ -134,6 +165,10 @@ def load_model(fetched: Path, workdir: Path, fmt: str | None = None, hint: Signa
         from .torch_export import convert
 
         return convert(path, fmt, workdir, hint or Signature())
+    if fmt in ("keras", "savedmodel"):
+        from .tf_export import convert as convert_tf
+
+        return convert_tf(_keras_file(fetched) if fmt == "keras" else fetched, fmt, workdir, hint or Signature())
     if fetched.is_file():
         check_onnx(fetched)
         return LoadedModel(fetched)

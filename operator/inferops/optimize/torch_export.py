@@ -18,17 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from inferops.api.report import ConversionReport
 from inferops.api.tensors import Signature, TensorSpec
 
-from .context import log
-from .model_io import LoadedModel, ModelError, check_onnx, read_signature
+from .conversion import conversion_error, finish
+from .model_io import LoadedModel, ModelError
 
 OPSET = 18
-# float32 export vs the original: differences are rounding (1e-6 here); 1e-3 of the output's range
-# catches a real change (a wrong op, a frozen shape) without failing on reordered sums.
-MAX_REL_DIFF = 1e-3
-FIDELITY_ROWS = 256
 TORCH_TO_TRITON = {"float32": "FP32", "float16": "FP16", "float64": "FP64", "bfloat16": "BF16", "int64": "INT64", "int32": "INT32", "int8": "INT8", "uint8": "UINT8", "bool": "BOOL"}
 TRITON_TO_NUMPY = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32, "INT8": np.int8, "UINT8": np.uint8, "BOOL": np.bool_}
 
@@ -78,17 +73,16 @@ def _first_batch(ep) -> int:
     return next(int(n.meta["val"].shape[0]) for n in ep.graph.nodes if n.op == "placeholder" and n.name in user)
 
 
-def _run_original(original, arrays: list[np.ndarray], batch: int | None) -> list[np.ndarray]:
-    """The original's outputs, in pieces of its fixed batch when it has one."""
+def _runner(original):
+    """The original model as conversion.finish calls it: named arrays in, a list of arrays out."""
     import torch
 
-    rows = len(arrays[0])
-    size = batch or rows
-    pieces: list[list[np.ndarray]] = []
-    for i in range(0, rows, size):
-        out = original(*[torch.from_numpy(np.ascontiguousarray(a[i : i + size])) for a in arrays])
-        pieces.append([o.numpy() for o in (out if isinstance(out, (tuple, list)) else [out])])
-    return [np.concatenate(parts) for parts in zip(*pieces)]
+    def run(chunk: dict[str, np.ndarray]) -> list[np.ndarray]:
+        with torch.no_grad():
+            out = original(*[torch.from_numpy(np.ascontiguousarray(a)) for a in chunk.values()])
+        return [o.numpy() for o in (out if isinstance(out, (tuple, list)) else [out])]
+
+    return run
 
 
 def convert(path: Path, fmt: str, workdir: Path, hint: Signature) -> LoadedModel:
@@ -137,10 +131,7 @@ def convert(path: Path, fmt: str, workdir: Path, hint: Signature) -> LoadedModel
     except ModelError:
         raise
     except Exception as exc:  # noqa: BLE001 - a model torch cannot load or export: say so, exit 2
-        raise ModelError(f"format {fmt}: {path.name} could not be converted to ONNX: {type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
-    model = check_onnx(out)
-    _, batched = read_signature(model)
-    seconds = time.monotonic() - started
+        raise conversion_error(fmt, path.name, exc) from None
     versions = {"torch": torch.__version__}
     try:
         import onnxscript
@@ -148,31 +139,4 @@ def convert(path: Path, fmt: str, workdir: Path, hint: Signature) -> LoadedModel
         versions["onnxscript"] = onnxscript.__version__
     except ImportError:
         pass
-    conversion = ConversionReport(fromFormat=fmt, tool=tool, toolVersions=versions, seconds=round(seconds, 3), dynamicBatch=batched)
-    notes.insert(0, f"converted {fmt} to ONNX with torch {torch.__version__} ({tool}, opset {OPSET}) in {seconds:.1f}s; batch dimension {'free' if batched else 'fixed'}")
-    log.info("%s", notes[0])
-    input_names = [t.name for t in inputs]
-
-    def check_fidelity(feeds: dict, source: str) -> None:
-        import onnxruntime as ort
-
-        rows = min(FIDELITY_ROWS, len(next(iter(feeds.values()))))
-        step = 64 if batched else (ref_batch or rows)
-        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        max_abs, max_ref = 0.0, 0.0
-        with torch.no_grad():
-            for i in range(0, rows, step):
-                chunk = {k: np.ascontiguousarray(feeds[k][i : i + step]) for k in input_names}
-                refs = _run_original(original, [chunk[k] for k in input_names], ref_batch)
-                got = sess.run(None, chunk)
-                for r, g in zip(refs, got):
-                    max_abs = max(max_abs, float(np.max(np.abs(r.astype(np.float64) - g))))
-                    max_ref = max(max_ref, float(np.max(np.abs(r))))
-        rel = max_abs / max(max_ref, 1e-12)
-        conversion.fidelity_rows, conversion.fidelity_source = rows, source
-        conversion.max_abs_diff, conversion.max_rel_diff = max_abs, rel
-        log.info("ONNX export vs %s on %d rows of %s: max |diff| %.3g (%.3g of the output's range)", fmt, rows, source, max_abs, rel)
-        if rel > MAX_REL_DIFF:
-            raise ModelError(f"the ONNX export of the {fmt} model differs from the original by {rel:.3g} of the output's range on {rows} rows of {source} (limit {MAX_REL_DIFF}); nothing was optimized")
-
-    return LoadedModel(out, notes=notes, steps=[f"convert-{fmt}-onnx"], conversion=conversion, check_fidelity=check_fidelity)
+    return finish(out, fmt, tool, versions, started, OPSET, [t.name for t in inputs], _runner(original), notes, ref_batch)

@@ -19,7 +19,7 @@ from ..templating import render
 from ..triton.config import build_model_config
 from ..storage.credentials import SOURCE_MODE_ENV, SOURCE_PREFIX
 from ..storage.digest import artifact_digest
-from .images import optimizer_image, platform_keys_allowed, triton_image
+from .images import job_optimizer_image, optimizer_image, platform_keys_allowed, triton_image
 from ..triton.python_backend import python_backend_config
 from .memo import memoized
 from .naming import SPEC_HASH, canonical_hash, job_name, labels, selector_labels, serving_name
@@ -151,7 +151,7 @@ def desired_job(model: ModelRef, hardware: HardwareClassSpec, spec_hash: str, se
         deadline_seconds=opt.timeout_seconds,
         node_selector=hardware.node_selector,
         tolerations=_tolerations(hardware),
-        image=optimizer_image(spec, hardware, settings),
+        image=job_optimizer_image(spec, hardware, settings),
         args=args,
         env=[
             {"name": "INFEROPS_LOG_FORMAT", "value": "text"},

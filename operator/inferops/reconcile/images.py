@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from fnmatch import fnmatchcase
 
+from ..api.catalogue import format_extra
 from ..api.hardware_class import HardwareClassSpec
 from ..api.inference_model import InferenceModelSpec
 from .settings import OperatorSettings
@@ -52,6 +53,14 @@ def platform_keys_allowed(spec: InferenceModelSpec, settings: OperatorSettings) 
 
 def optimizer_image(spec: InferenceModelSpec, hardware: HardwareClassSpec, settings: OperatorSettings) -> str:
     return spec.optimization.image or hardware.optimizer_image or settings.optimizer_image
+
+
+def job_optimizer_image(spec: InferenceModelSpec, hardware: HardwareClassSpec, settings: OperatorSettings) -> str:
+    """The optimization Job's image: the spec's; else the operator's variant with the extra the
+    model's format needs (the spec's format, else the URI's file name: api/catalogue.py), before the
+    class's image, without which the Job cannot read the model at all; else as optimizer_image."""
+    variant = settings.optimizer_image_for(format_extra(spec.model.format, spec.model.uri))
+    return spec.optimization.image or variant or hardware.optimizer_image or settings.optimizer_image
 
 
 def triton_image(spec: InferenceModelSpec, hardware: HardwareClassSpec, settings: OperatorSettings) -> str:

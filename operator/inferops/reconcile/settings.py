@@ -9,6 +9,9 @@ from dataclasses import dataclass
 
 DEFAULT_TRITON_IMAGE = "nvcr.io/nvidia/tritonserver:25.10-py3"
 DEFAULT_OPTIMIZER_IMAGE = "ghcr.io/inferops/optimizer:0.1.0"
+# The optimizer image per optional extra (api/catalogue.py names the extra each format needs): the
+# default image stays free of PyTorch and TensorFlow, a model in one of their formats gets its variant.
+DEFAULT_OPTIMIZER_IMAGES = (("torch", "ghcr.io/inferops/optimizer-torch:0.1.0"), ("tensorflow", "ghcr.io/inferops/optimizer-tensorflow:0.1.0"))
 FIELD_MANAGER = "inferops"
 
 
@@ -48,6 +51,10 @@ class OperatorSettings:
     # shortens it: INFEROPS_TUNE_ARGS="--flag value ..."). Both are part of the tuning hash.
     tuning_max_minutes: int = 10
     tune_args: tuple[str, ...] = ()
+    optimizer_images: tuple[tuple[str, str], ...] = DEFAULT_OPTIMIZER_IMAGES  # (extra, image); a tuple keeps the settings hashable
+
+    def optimizer_image_for(self, extra: str | None) -> str | None:
+        return dict(self.optimizer_images).get(extra or "") or None
 
     @classmethod
     def from_env(cls) -> "OperatorSettings":
@@ -69,6 +76,7 @@ class OperatorSettings:
             smoke_threads=max(1, int(env.get("INFEROPS_SMOKE_THREADS", cls.smoke_threads))),
             tuning_max_minutes=int(env.get("INFEROPS_TUNING_MAX_MINUTES", cls.tuning_max_minutes)),
             tune_args=_tune_args(env.get("INFEROPS_TUNE_ARGS", "")),
+            optimizer_images=_images(env.get("INFEROPS_OPTIMIZER_IMAGES"), cls.optimizer_images),
         )
 
 
@@ -81,3 +89,17 @@ def _tune_args(value: str) -> tuple[str, ...]:
             raise ValueError(f"INFEROPS_TUNE_ARGS: a JSON list of strings, not {value!r}")
         return tuple(args)
     return tuple(shlex.split(value))
+
+
+def _images(text: str | None, default: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """INFEROPS_OPTIMIZER_IMAGES: a JSON object, extra -> image (the chart's operator.optimizerImages);
+    an empty image leaves that extra's formats to the default image, which then names what is missing."""
+    if not text:
+        return default
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"INFEROPS_OPTIMIZER_IMAGES is not JSON: {exc}") from None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ValueError("INFEROPS_OPTIMIZER_IMAGES must be a JSON object of extra -> image, e.g. {\"torch\": \"registry/optimizer-torch:1\"}")
+    return tuple(sorted((k, v) for k, v in value.items() if v))
