@@ -136,7 +136,7 @@ class S3Backend(Backend):
             self.client.head_object(Bucket=self.bucket, Key=self._key(marker))
             return True
         except Exception as exc:
-            err = translate(exc, f"read {self.uri}/{marker}")
+            err = translate(exc, f"write {self.uri} (looking for a committed {marker} first)")
             if isinstance(err, NotFound):
                 return False
             raise err from None
