@@ -23,7 +23,8 @@ from .metrics import METRICS
 from .reconcile.children import ModelRef
 from .reconcile.conditions import condition, merge_conditions
 from .reconcile.naming import serving_name
-from .api.outcomes import OPTIMIZER_CONTAINER
+from .api.outcomes import OPTIMIZER_CONTAINER, PUBLISHED_PREFIX
+from .storage.digest import artifact_digest
 from .reconcile.plan import JobTermination, Observed, Plan, SmokeResult, desired_state
 from .reconcile.settings import FIELD_MANAGER, PROBE_RETRY_SECONDS, OperatorSettings
 from .reconcile.status_patch import status_patch
@@ -147,7 +148,7 @@ class Reconciler:
         observed = await self._observe(model, live_status)
         plan = desired_state(model, observed, self.settings, now_iso())
         if plan.needs_report:
-            observed.report, observed.report_error = await self._report(plan.artifact_uri)
+            observed.report, observed.report_error = await self._report(plan.artifact_uri, (model.namespace, plan.job_name))
             plan = desired_state(model, observed, self.settings, now_iso())
         if plan.needs_termination and plan.job_name:
             observed.termination = termination_of(await self.kube.list_job_pods(model.namespace, plan.job_name))
@@ -231,17 +232,33 @@ class Reconciler:
                 observed.conflicts.add((obj["kind"], obj["metadata"]["name"]))
         return any(o is not None for o in found)
 
-    async def _report(self, artifact_uri: str | None) -> tuple[OptimizationReport | None, str | None]:
+    async def _report(self, artifact_uri: str | None, job: tuple[str, str | None] | None = None) -> tuple[OptimizationReport | None, str | None]:
         assert artifact_uri
         cached = self._reports.get(artifact_uri)
         if cached and (cached[1] is not None or time.monotonic() - cached[0] < PROBE_RETRY_SECONDS):
             return cached[1], cached[2]
         try:
             report, error = await asyncio.to_thread(read_report, artifact_uri), None
+            if job is not None and job[1] and (error := await self._published_mismatch(job[0], job[1], artifact_uri, report)):
+                report = None
         except Exception as exc:
             report, error = None, f"{type(exc).__name__}: {exc}"
         self._reports[artifact_uri] = (time.monotonic(), report, error)
         return report, error
+
+    async def _published_mismatch(self, namespace: str, job: str, artifact_uri: str, report: OptimizationReport) -> str | None:
+        """The Job's own word against the store: the optimizer writes the digest of what it
+        published to its termination message, and a report.json whose checksums say otherwise
+        was rewritten since. None when they agree, or when the Job's pods are gone or say nothing
+        (an older optimizer image): then the report read here is what the pull step is pinned to."""
+        published = published_digest(await self.kube.list_job_pods(namespace, job))
+        found = artifact_digest(report.checksums)
+        if published is None or published == found:
+            return None
+        return (
+            f"ArtifactTampered: report.json at {artifact_uri} lists files with digest {found}, but optimization Job {job} "
+            f"published {published}: the artifact was changed after it was published; nothing of it is deployed"
+        )
 
     async def _smoke_result(self, model: ModelRef, observed: Observed, plan: Plan) -> SmokeResult:
         generation = int((observed.deployment or {}).get("metadata", {}).get("generation") or 0)
@@ -320,6 +337,17 @@ def termination_of(pods: list[dict[str, Any]]) -> JobTermination | None:
         return None
     _, code, message = max(ended)
     return JobTermination(code, message)
+
+
+def published_digest(pods: list[dict[str, Any]]) -> str | None:
+    """The digest the optimizer wrote to its termination message when it succeeded."""
+    for pod in pods:
+        for status in (pod.get("status") or {}).get("containerStatuses") or []:
+            terminated = (status.get("state") or {}).get("terminated") or {}
+            message = (terminated.get("message") or "").strip()
+            if status.get("name") == OPTIMIZER_CONTAINER and terminated.get("exitCode") == 0 and message.startswith(PUBLISHED_PREFIX):
+                return message.removeprefix(PUBLISHED_PREFIX).split()[0]
+    return None
 
 
 def namespace_labels(namespace: dict[str, Any] | None, name: str) -> dict[str, str] | None:
