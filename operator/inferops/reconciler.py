@@ -23,7 +23,8 @@ from .metrics import METRICS
 from .reconcile.children import ModelRef
 from .reconcile.conditions import condition, merge_conditions
 from .reconcile.naming import serving_name
-from .api.outcomes import OPTIMIZER_CONTAINER, PUBLISHED_PREFIX
+from .api.outcomes import OPTIMIZER_CONTAINER
+from .reconcile.tenancy import namespace_labels, published_digest
 from .storage.digest import artifact_digest
 from .reconcile.plan import JobTermination, Observed, Plan, SmokeResult, desired_state
 from .reconcile.settings import FIELD_MANAGER, PROBE_RETRY_SECONDS, OperatorSettings
@@ -337,24 +338,6 @@ def termination_of(pods: list[dict[str, Any]]) -> JobTermination | None:
         return None
     _, code, message = max(ended)
     return JobTermination(code, message)
-
-
-def published_digest(pods: list[dict[str, Any]]) -> str | None:
-    """The digest the optimizer wrote to its termination message when it succeeded."""
-    for pod in pods:
-        for status in (pod.get("status") or {}).get("containerStatuses") or []:
-            terminated = (status.get("state") or {}).get("terminated") or {}
-            message = (terminated.get("message") or "").strip()
-            if status.get("name") == OPTIMIZER_CONTAINER and terminated.get("exitCode") == 0 and message.startswith(PUBLISHED_PREFIX):
-                return message.removeprefix(PUBLISHED_PREFIX).split()[0]
-    return None
-
-
-def namespace_labels(namespace: dict[str, Any] | None, name: str) -> dict[str, str] | None:
-    """A namespace's labels; the API server sets kubernetes.io/metadata.name on every one."""
-    if namespace is None:
-        return None
-    return {"kubernetes.io/metadata.name": name, **(namespace["metadata"].get("labels") or {})}
 
 
 def _going_away(exc: ApiException) -> bool:

@@ -232,7 +232,8 @@ def test_a_report_rewritten_after_the_job_published_is_refused(monkeypatch):
     import asyncio
 
     import inferops.reconciler as reconciler_module
-    from inferops.reconciler import Reconciler, published_digest
+    from inferops.reconcile.tenancy import published_digest
+    from inferops.reconciler import Reconciler
 
     checksums = {"digits/1/model.onnx": "a" * 64}
     stored = OptimizationReport.model_validate({"artifactUri": "s3://a/ml/d/h", "modelName": "digits", "backend": "onnxruntime", "checksums": checksums})
