@@ -315,7 +315,7 @@ def _tenant_refusals(spec: kopf.Spec, namespace: str | None, memo: kopf.Memo, cl
     from .api.hardware_class import HardwareClassSpec
     from .api.inference_model import InferenceModelSpec
     from .reconcile.images import image_refusals, refusal_message
-    from .reconciler import namespace_labels
+    from .reconcile.tenancy import namespace_labels
 
     refusals = []
     settings = memo.reconciler.settings

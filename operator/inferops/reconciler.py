@@ -26,6 +26,8 @@ from .reconcile.plan import JobTermination, Observed, Plan, SmokeResult, desired
 from .reconcile.settings import FIELD_MANAGER, PROBE_RETRY_SECONDS, REPORT_LIMIT_BYTES, OperatorSettings
 from .reconcile.status_limits import bounded_status
 from .reconcile.tuning import TUNER_CONTAINER
+from .reconcile.tenancy import namespace_labels, published_digest
+from .storage.digest import artifact_digest
 from .reconcile.status_patch import status_patch
 from .reconciler_memory import ModelMemory, ReportRead
 
@@ -168,7 +170,7 @@ class Reconciler:
         plan = desired_state(model, observed, self.settings, now_iso())
         if plan.needs_report:
             job_seen = any(j["metadata"]["name"] == plan.job_name for j in observed.jobs)
-            read = await self._report(model, plan.artifact_uri, job_seen)
+            read = await self._report(model, plan.artifact_uri, job_seen, plan.job_name)
             observed.report, observed.report_error, observed.report_missing = read.report, read.error, read.missing
             plan = desired_state(model, observed, self.settings, now_iso())
         if plan.needs_termination and plan.job_name:
@@ -272,7 +274,7 @@ class Reconciler:
         if lock is not None and not lock.locked() and (namespace, name) not in self._waiting:
             del self._locks[(namespace, name)]
 
-    async def _report(self, model: ModelRef, artifact_uri: str | None, job_seen: bool) -> ReportRead:
+    async def _report(self, model: ModelRef, artifact_uri: str | None, job_seen: bool, job_name: str | None = None) -> ReportRead:
         """Read once per artifact: a committed report never changes (write-once), so a read report
         is kept; a failed read is tried again after PROBE_RETRY_SECONDS; a "nothing committed" seen
         before the hash's Job existed is read again once it does."""
@@ -283,7 +285,10 @@ class Reconciler:
         from .storage import AccessDenied, NotFound
 
         try:
-            read = ReportRead(time.monotonic(), job_seen, await run_in(self.pools and self.pools.storage, read_report, artifact_uri))
+            report = await run_in(self.pools and self.pools.storage, read_report, artifact_uri)
+            # The Job's own word (its termination message) against a report.json rewritten since.
+            mismatch = await self._published_mismatch(model.namespace, job_name, artifact_uri, report) if job_seen and job_name else None
+            read = ReportRead(time.monotonic(), job_seen, None if mismatch else report, mismatch)
         except (NotFound, AccessDenied) as exc:
             # S3 answers 403 for a missing key to a reader without s3:ListBucket: for the question
             # "is anything committed?" that is "no". A Job made on it cannot overwrite anything
@@ -315,6 +320,20 @@ class Reconciler:
         if uid not in self._tuning_ends:
             self._tuning_ends[uid] = termination_of(await self.kube.list_job_pods(model.namespace, job_name), TUNER_CONTAINER)
         return self._tuning_ends[uid]
+
+    async def _published_mismatch(self, namespace: str, job: str, artifact_uri: str, report: OptimizationReport) -> str | None:
+        """The Job's own word against the store: the optimizer writes the digest of what it
+        published to its termination message, and a report.json whose checksums say otherwise
+        was rewritten since. None when they agree, or when the Job's pods are gone or say nothing
+        (an older optimizer image): then the report read here is what the pull step is pinned to."""
+        published = published_digest(await self.kube.list_job_pods(namespace, job))
+        found = artifact_digest(report.checksums)
+        if published is None or published == found:
+            return None
+        return (
+            f"ArtifactTampered: report.json at {artifact_uri} lists files with digest {found}, but optimization Job {job} "
+            f"published {published}: the artifact was changed after it was published; nothing of it is deployed"
+        )
 
     async def _smoke_result(self, model: ModelRef, observed: Observed, plan: Plan) -> SmokeResult:
         """At most one smoke inference per model at a time, answered within smoke_timeout_s: a
@@ -410,13 +429,6 @@ def termination_of(pods: list[dict[str, Any]], container: str = OPTIMIZER_CONTAI
         return None
     _, code, message = max(ended)
     return JobTermination(code, message)
-
-
-def namespace_labels(namespace: dict[str, Any] | None, name: str) -> dict[str, str] | None:
-    """A namespace's labels; the API server sets kubernetes.io/metadata.name on every one."""
-    if namespace is None:
-        return None
-    return {"kubernetes.io/metadata.name": name, **(namespace["metadata"].get("labels") or {})}
 
 
 OUTCOMES = ("Ready", "Failed")

@@ -20,10 +20,13 @@ def published(s3_server, model_in_s3, tmp_path):
     b = model_in_s3
     out = f"out/{uuid.uuid4().hex[:6]}"
     run = _inferops("optimize", "--model", f"s3://{b}/in/tiny.onnx", "--recipe", "none", "--output", f"s3://{b}/{out}", "--model-name", "tiny",
-                    "--report", str(tmp_path / "report.json"), env=s3_server.env())
+                    "--report", str(tmp_path / "report.json"), env=s3_server.env(INFEROPS_TERMINATION_LOG=str(tmp_path / "termination-log")))
     assert run.returncode == 0, run.stderr[-2000:]
     report = json.loads(s3_server.client().get_object(Bucket=b, Key=f"{out}/report.json")["Body"].read())
-    return b, out, report, artifact_digest(report["checksums"])
+    digest = artifact_digest(report["checksums"])
+    # The Job's own record of what it published, which the operator checks the stored report against.
+    assert (tmp_path / "termination-log").read_text() == f"published {digest}"
+    return b, out, report, digest
 
 
 def _pull(s3_server, bucket, prefix, dest, digest):

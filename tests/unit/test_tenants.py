@@ -210,3 +210,44 @@ def test_webhook_refuses_tenant_images_and_forbidden_classes():
     with pytest.raises(kopf.AdmissionError, match="not an allowed image"):
         validate_model(spec=tenant, hardware_classes={"l4": [gpu]}, memo=memo, namespace="ok")
     validate_model(spec=tenant, hardware_classes={"l4": [gpu]}, memo=_Memo(replace(SETTINGS, allowed_images=("evil.example/*",)), namespaces), namespace="ok")
+
+
+# -- the Job's own record of what it published, against the stored report --------------------
+
+
+def _pod(code: int, message: str, name: str = "optimize") -> dict:
+    return {"status": {"containerStatuses": [{"name": name, "state": {"terminated": {"exitCode": code, "message": message}}}]}}
+
+
+class _JobKube:
+    def __init__(self, pods):
+        self.pods, self.lists = pods, 0
+
+    async def list_job_pods(self, namespace, job):
+        self.lists += 1
+        return self.pods
+
+
+def test_a_report_rewritten_after_the_job_published_is_refused(monkeypatch):
+    import asyncio
+
+    import inferops.reconciler as reconciler_module
+    from inferops.reconcile.tenancy import published_digest
+    from inferops.reconciler import Reconciler
+
+    checksums = {"digits/1/model.onnx": "a" * 64}
+    stored = OptimizationReport.model_validate({"artifactUri": "s3://a/ml/d/h", "modelName": "digits", "backend": "onnxruntime", "checksums": checksums})
+    monkeypatch.setattr(reconciler_module, "read_report", lambda uri: stored)
+    assert published_digest([_pod(0, "published " + artifact_digest(checksums))]) == artifact_digest(checksums)
+    assert published_digest([_pod(3, "published sha256:x"), _pod(0, ""), _pod(0, "published sha256:y", name="sidecar")]) is None
+
+    agree = Reconciler(_JobKube([_pod(0, "published " + artifact_digest(checksums))]), SETTINGS)
+    assert asyncio.run(agree._report("s3://a/ml/d/h", ("ml", "d-opt-h"))) == (stored, None)
+
+    other = artifact_digest({"digits/1/model.onnx": "b" * 64})
+    tampered = Reconciler(_JobKube([_pod(0, "published " + other)]), SETTINGS)
+    report, error = asyncio.run(tampered._report("s3://a/ml/d/h", ("ml", "d-opt-h")))
+    assert report is None and error.startswith("ArtifactTampered") and other in error and "d-opt-h" in error
+
+    silent = Reconciler(_JobKube([]), SETTINGS)  # pods gone, or an optimizer image that says nothing
+    assert asyncio.run(silent._report("s3://a/ml/d/h", ("ml", "d-opt-h"))) == (stored, None)

@@ -15,3 +15,6 @@ TERMINATION_LOG = "/dev/termination-log"
 # Where the optimizer writes a one-line reason when it fails; unset (a run by hand), it writes none.
 TERMINATION_LOG_ENV = "INFEROPS_TERMINATION_LOG"
 TERMINATION_MESSAGE_MAX = 1024  # well under the kubelet's 4096 bytes per container
+# On success the optimizer's termination message is PUBLISHED_PREFIX + the digest of what it
+# published (storage/digest.py), which the operator checks the stored report.json against.
+PUBLISHED_PREFIX = "published "

@@ -40,7 +40,9 @@ report.json is already committed at --output, nothing there is written or delete
 exit status: 0 published (or already committed there, kept); 1 transient (storage unreachable; worth retrying); 2 error (model,
 data, storage, recipe; nothing published; final); 3 accuracy gate failed (drop beyond
 --accuracy-budget; nothing published; final). On failure a one-line reason is also written to
-the file named by $INFEROPS_TERMINATION_LOG (the Job sets /dev/termination-log).
+the file named by $INFEROPS_TERMINATION_LOG (the Job sets /dev/termination-log); on success,
+"published sha256:..." (the digest of the report's checksums), which the operator checks the
+stored report.json against.
 credentials: AWS_* environment variables or a Secret mounted at $INFEROPS_CREDENTIALS_DIR;
 AWS_ENDPOINT_URL for S3-compatible servers. They never appear in logs or the report.
 """
@@ -120,6 +122,12 @@ def run(args: argparse.Namespace) -> int:
     if code:
         print(f"error: {redact(report.notes[-1])}", file=sys.stderr)
         _write_termination_message(redact(report.notes[-1]))
+    elif report.checksums:
+        from inferops.api.outcomes import PUBLISHED_PREFIX
+        from inferops.storage.digest import artifact_digest
+
+        # What this run published, in the Job's own record: a report.json rewritten later disagrees.
+        _write_termination_message(PUBLISHED_PREFIX + artifact_digest(report.checksums))
     return code
 
 
