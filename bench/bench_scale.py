@@ -216,6 +216,21 @@ def phases(kube: Kube) -> dict[str, str]:
     return {"model->Job": _pcts(to_job), "Job done->Deployment": _pcts(to_deploy), "available->Ready": _pcts(to_ready)}
 
 
+def api_latency_ms(cluster, start: float, end: float) -> str:
+    """p50/p99 of the API server's time for the operator's requests (watches aside) received in
+    [start, end): request received -> response complete, from the audit log. Tells an API server
+    that is itself the bottleneck from an operator that is slow to ask."""
+    latencies = []
+    for line in cluster.audit_log.read_text().splitlines():
+        event = json.loads(line)
+        if event.get("stage") != "ResponseComplete" or event.get("verb") == "watch" or event.get("user", {}).get("username") != USER:
+            continue
+        received = _ts(event["requestReceivedTimestamp"])
+        if start <= received < end:
+            latencies.append((_ts(event["stageTimestamp"]) - received) * 1000)
+    return _pcts(latencies)
+
+
 def reports_read(kube: Kube) -> int:
     """Models whose status carries the report seeded for them: the operator read it (issue 4)."""
     items = kube._call("GET", "/apis/inferops.dev/v1alpha1/namespaces/bench/inferencemodels")["items"]
@@ -276,6 +291,7 @@ def run_operator(count: int, timeout: float, rest: float, profile: Path | None, 
             "ready": ready,
             "phases": phases(kube),
             "req_s_converging": round(len(converging) / elapsed, 1),
+            "api_latency_ms": api_latency_ms(cluster, wall_start, wall_ready),
             "req_per_model": round(len(converging) / count, 1),
             "converging_by_kind": summarize(converging),
             "req_s_at_rest": round(len([e for e in resting if e["verb"] != "watch"]) / max(rest - 5, 1), 2),
@@ -312,11 +328,11 @@ def main() -> None:
         base = {"seconds": float("nan")} if args.skip_baseline else run_baseline(n, args.timeout)
         rows.append((n, op, base))
         print(json.dumps({"models": n, "baseline": base}), flush=True)
-    print(f"{'N':>5} {'operator s':>10} {'baseline s':>10} {'ratio':>6} {'model->Job':>11} {'Job->Deploy':>11} {'avail->Ready':>12} {'req/s conv':>10} {'req/model':>9} {'req/s rest':>10} {'RSS MiB':>8} {'op CPU s':>8} {'reports':>7} {'load':>14}")
+    print(f"{'N':>5} {'operator s':>10} {'baseline s':>10} {'ratio':>6} {'model->Job':>11} {'Job->Deploy':>11} {'avail->Ready':>12} {'req/s conv':>10} {'req/model':>9} {'req/s rest':>10} {'API ms':>9} {'RSS MiB':>8} {'op CPU s':>8} {'reports':>7} {'load':>14}")
     for n, op, base in rows:
         p = op["phases"]
         print(f"{n:>5} {op['seconds']:>10} {base['seconds']:>10} {op['seconds'] / base['seconds']:>6.2f} {p['model->Job']:>11} {p['Job done->Deployment']:>11} {p['available->Ready']:>12} "
-              f"{op['req_s_converging']:>10} {op['req_per_model']:>9} {op['req_s_at_rest']:>10} {op['peak_rss_mib']:>8} {op['operator_cpu_s']:>8} {op['reports_read']:>7} {op['load']:>14}")
+              f"{op['req_s_converging']:>10} {op['req_per_model']:>9} {op['req_s_at_rest']:>10} {op['api_latency_ms']:>9} {op['peak_rss_mib']:>8} {op['operator_cpu_s']:>8} {op['reports_read']:>7} {op['load']:>14}")
 
 
 if __name__ == "__main__":
