@@ -23,8 +23,31 @@ def kopf_arguments(extra: list[str]) -> list[str]:
     return args
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def limit_malloc_arenas(arenas: int) -> bool:
+    """Cap glibc's malloc arenas before any thread starts (MALLOC_ARENA_MAX, as a call).
+
+    glibc gives threads their own arenas, up to 8 a core, and keeps what they freed: the
+    operator's I/O threads parse API responses, and at 1,000 models one arena held 50 MiB of the
+    operator's 196 MiB (read from /proc/PID/smaps). Fewer arenas reuse what was freed. False
+    where there is no glibc (musl, macOS): nothing to cap there."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
+
+
 def run(args: argparse.Namespace) -> int:
+    import os
     import sys
+
+    limit_malloc_arenas(int(os.environ.get("INFEROPS_MALLOC_ARENAS", "2")))
 
     from .preflight import PreflightError, check_cluster
 

@@ -407,8 +407,9 @@ class Reconciler:
             return
         meta = body["metadata"]
         stored = await self.kube.patch_model_status(meta["namespace"], meta["name"], patch)
-        if isinstance(stored, dict) and stored.get("metadata"):
-            self.cache.put(MODEL_KIND, stored)  # the next reconcile diffs against what we wrote
+        if isinstance(stored, dict) and stored.get("metadata") and self.cache.get(MODEL_KIND, meta["namespace"], meta["name"]) is not None:
+            # the next reconcile diffs against what we wrote (unless its DELETED event came meanwhile)
+            self.cache.put(MODEL_KIND, stored)
         old_phase, new_phase = live.get("phase"), status.get("phase")
         if new_phase != old_phase and self.post_event is not None and _worth_an_event(old_phase, new_phase):
             ready = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
