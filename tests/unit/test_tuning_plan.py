@@ -94,6 +94,9 @@ def test_tuned_choice_reaches_config_status_and_condition():
     assert config.dynamic_batching.max_queue_delay_microseconds == 300
     assert plan.status["report"]["tuning"]["measurements"] == 9 and plan.status["batching"]["maxBatchSize"] == 16
     assert cond(plan, "Tuned")["status"] == "True" and "max batch 16" in cond(plan, "Tuned")["message"]
+    assert "objective" not in cond(plan, "Tuned")["message"]
+    observed.tuning = tuning().model_copy(update={"p99_ms": 175.0})
+    assert "above the p99 objective of 100 ms" in cond(desired_state(m, observed, SETTINGS, NOW), "Tuned")["message"]
     assert plan.status["phase"] == "Ready" and "Job" not in kinds(plan), "both Jobs done: neither is applied again"
     assert plan.delete_jobs == []
 
