@@ -35,7 +35,9 @@ from inferops.api.tensors import BatchingConfig
 from inferops.triton.config import build_model_config
 from inferops.triton.sample_model import SIGNATURE, mlp_to_onnx, train_digits_mlp
 from inferops.triton.loadgen import percentiles
-from inferops.triton.tuner import Profiler, TuningGrid, exhaustive, hill_climb, paired_ratio
+from inferops.triton.tuner import Profiler, TuningGrid, exhaustive, hill_climb
+
+from headtohead import paired_ratio
 
 MODEL = "digits"
 

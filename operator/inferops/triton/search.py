@@ -193,19 +193,15 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def server_cores() -> int:
-    """Cores left to the server while the profiler's load generator, a Python process that keeps
-    about one core busy at full load, runs beside it. On 2 cores one instance beat two at 8 and
-    32 clients alike (8 rounds head to head: (8,0,1) over (8,0,2) 1.23x, (16,0,1) over (16,0,2) 1.09x)."""
-    return max(1, usable_cores() - 1)
-
-
 def start_point(grid: TuningGrid, concurrency: int, cores: int) -> tuple[int, int, int]:
     """Grid indices of the start, from what the load allows:
     - as many instances as the server has cores (each CPU instance runs one ONNX Runtime thread);
     - the largest batch that each instance can fill at once from the requests in flight;
     - no delay: with requests in flight, the queue refills while the instances are busy, and a
-      delay would keep an idle instance waiting for a batch the others already took."""
+      delay would keep an idle instance waiting for a batch the others already took.
+    Only a start: the climb steps along every axis from it in every pass, so no region of the
+    grid is ruled out here (an earlier start kept a core for the load generator and, with the
+    budget spent on batch sizes, never measured two instances on 2 cores)."""
     fitting = [i for i, count in enumerate(grid.instance_counts) if count <= cores]
     instance_index = fitting[-1] if fitting else 0
     per_instance = max(1, concurrency // grid.instance_counts[instance_index])
@@ -213,18 +209,10 @@ def start_point(grid: TuningGrid, concurrency: int, cores: int) -> tuple[int, in
     return (fillable[-1] if fillable else 0, 0, instance_index)
 
 
-def hill_climb(
-    measure: Callable[[Point], Measurement],
-    grid: TuningGrid,
-    objective_ms: float,
-    *,
-    concurrency: int,
-    budget: int | None = None,
-    cores: int | None = None,
-    min_gain: float | None = None,
-    duel: Callable[[Point, Point], tuple[Measurement | None, Measurement]] | None = None,
-    deadline: float | None = None,
-) -> SearchResult:
+Duel = Callable[[Point, Point], tuple["Measurement | None", Measurement]]
+
+
+class Climb:
     """Coordinate hill climbing over the grid's index space, at most `budget` measurements
     (default: a quarter of the grid).
 
@@ -234,131 +222,150 @@ def hill_climb(
     throughput (or newly meet the objective): by default 3% when the incumbent's measurement is
     an older one (smaller gains are within the noise between two runs), any gain in a duel.
     Batch sizes above `concurrency` are never tried: that many requests are never queued at once.
-    The climb starts from start_point for the server's `cores` (default: server_cores()).
+    The climb starts from start_point for `cores` (default: the cores this process may use).
 
     With `duel(incumbent, candidate)`, each step measures the candidate and the incumbent head to
     head within one measurement's time (the profiler serves both and drives them in turns), so
     the decision compares two configs under the same machine load; it counts as one measurement,
     and the last one of the budget is a rematch of the climb's choice with the best other point
-    seen (_rematch). Without it, a candidate's measurement is compared with the incumbent's
+    seen (rematch). Without it, a candidate's measurement is compared with the incumbent's
     earlier one, and budget left at the end re-measures the two leaders when they are close.
     Past `deadline` (time.monotonic()), no new point is measured and the best seen is chosen."""
-    budget = budget if budget is not None else max(1, grid.size // 4)
-    # With duels, the last measurement is kept for a rematch of the two best points seen.
-    climb_budget = budget - 1 if duel is not None and budget > 2 else budget
-    min_gain = min_gain if min_gain is not None else (0.0 if duel else 0.03)
-    calls = 0
 
-    def out_of_time() -> bool:
-        return deadline is not None and time.monotonic() >= deadline
+    def __init__(
+        self,
+        measure: Callable[[Point], Measurement],
+        grid: TuningGrid,
+        objective_ms: float,
+        *,
+        concurrency: int,
+        budget: int | None = None,
+        cores: int | None = None,
+        min_gain: float | None = None,
+        duel: Duel | None = None,
+        deadline: float | None = None,
+    ):
+        self.grid, self.objective_ms, self.duel, self.deadline = grid, objective_ms, duel, deadline
+        self.concurrency = concurrency
+        self.budget = budget if budget is not None else max(1, grid.size // 4)
+        # With duels, the last measurement is kept for a rematch of the two best points seen.
+        self.climb_budget = self.budget - 1 if duel is not None and self.budget > 2 else self.budget
+        self.min_gain = min_gain if min_gain is not None else (0.0 if duel else 0.03)
+        self.cores = cores or usable_cores()
+        self.calls = 0
+        self._measure = measure
+        self.cache = _Cache(self._counted)
+        self.axes = grid.axes
+        self.limits = [len(a) - 1 for a in self.axes]
+        fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= concurrency]
+        self.limits[0] = fillable[-1] if fillable else 0
+        if concurrency == 1:
+            self.limits[1] = 0  # a lone request is never joined by another: a delay only adds latency
 
-    def counted(point: Point) -> Measurement:
-        nonlocal calls
-        calls += 1
-        return measure(point)
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _counted(self, point: Point) -> Measurement:
+        self.calls += 1
+        return self._measure(point)
 
-    cache = _Cache(counted)
-    axes = grid.axes
-    limits = [len(a) - 1 for a in axes]
-    fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= concurrency]
-    limits[0] = fillable[-1] if fillable else 0
-    if concurrency == 1:
-        limits[1] = 0  # a lone request is never joined by another: a delay only adds latency
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
-    def point_of(index: tuple[int, ...]) -> Point:
-        return tuple(axis[i] for axis, i in zip(axes, index))  # type: ignore[return-value]
+    def point_of(self, index: tuple[int, ...]) -> Point:
+        return tuple(axis[i] for axis, i in zip(self.axes, index))  # type: ignore[return-value]
 
-    def improves(m: Measurement, incumbent: Measurement) -> bool:
-        if m.feasible(objective_ms) and incumbent.feasible(objective_ms):
-            return m.throughput_per_s > incumbent.throughput_per_s * (1 + min_gain)
-        return better(m, incumbent, objective_ms)
+    def index_of(self, point: Point) -> tuple[int, ...]:
+        return tuple(axis.index(value) for axis, value in zip(self.axes, point))
 
-    def evaluate(point: Point, incumbent: Measurement) -> tuple[Measurement, Measurement]:
+    # -- one step ------------------------------------------------------------------------------
+    def improves(self, m: Measurement, incumbent: Measurement) -> bool:
+        if m.feasible(self.objective_ms) and incumbent.feasible(self.objective_ms):
+            return m.throughput_per_s > incumbent.throughput_per_s * (1 + self.min_gain)
+        return better(m, incumbent, self.objective_ms)
+
+    def evaluate(self, point: Point, incumbent: Measurement) -> tuple[Measurement, Measurement]:
         """The candidate's measurement and the incumbent's to compare it with. A duel's view of
         the incumbent is added to the incumbent's record."""
-        nonlocal calls
-        if duel is None or point in cache.measured:
-            return cache(point), incumbent
-        calls += 1
-        seen_incumbent, m = duel(incumbent.point, point)
-        cache.record_duel(seen_incumbent, m)
+        if self.duel is None or point in self.cache.measured:
+            return self.cache(point), incumbent
+        self.calls += 1
+        seen_incumbent, m = self.duel(incumbent.point, point)
+        self.cache.record_duel(seen_incumbent, m)
         return m, seen_incumbent or incumbent
 
-    def index_of(point: Point) -> tuple[int, ...]:
-        return tuple(axis.index(value) for axis, value in zip(axes, point))
-
-    def try_step(current: tuple[int, ...], axis: int, offset: int):
+    def try_step(self, current: tuple[int, ...], axis: int, offset: int) -> tuple[int, ...] | None:
         """The index to move to, or None. When the incumbent's record misses the objective (a duel
         just caught it stalling), that is the best point measured so far: a candidate that merely
         did not stall beside it is no better than the points the climb already left. Otherwise
         the step, if it is in range, affordable and improves."""
-        candidate = _step(current, axis, offset)
-        if not 0 <= candidate[axis] <= limits[axis]:
+        candidate = tuple(i + offset if a == axis else i for a, i in enumerate(current))
+        if not 0 <= candidate[axis] <= self.limits[axis]:
             return None
-        point, here = point_of(candidate), point_of(current)
-        if point not in cache.measured and (calls >= climb_budget or out_of_time()):
+        point, here = self.point_of(candidate), self.point_of(current)
+        if point not in self.cache.measured and (self.calls >= self.climb_budget or self.out_of_time()):
             return None
-        m, incumbent = evaluate(point, cache.measured[here])
-        if not cache.measured[here].feasible(objective_ms):
-            leader = cache.leader(objective_ms).point
-            return index_of(leader) if leader != here else None
-        return candidate if improves(m, incumbent) else None
+        m, incumbent = self.evaluate(point, self.cache.measured[here])
+        if not self.cache.measured[here].feasible(self.objective_ms):
+            leader = self.cache.leader(self.objective_ms).point
+            return self.index_of(leader) if leader != here else None
+        return candidate if self.improves(m, incumbent) else None
 
-    current = start_point(grid, concurrency, cores or server_cores())
-    cache(point_of(current))
-    moved = True
-    while moved and calls < climb_budget:
-        moved = False
-        for axis in range(len(axes)):
-            for direction in (+1, -1):
-                stepped = False
-                while (step := try_step(current, axis, direction)) is not None:
-                    current, stepped, moved = step, True, True
-                if stepped:
-                    break  # improved going this way: the other way is where we came from
-        if not moved:
-            # A local top; with budget left, look two steps out along each axis: a queue delay
-            # can start paying only once it is long enough to fill the batch.
-            for axis in range(len(axes)):
-                for direction in (+2, -2):
-                    if not moved and (step := try_step(current, axis, direction)) is not None:
-                        current, moved = step, True
-    best = cache.measured[point_of(current)]
-    if out_of_time():
-        best = cache.leader(objective_ms)
-    elif duel is None:
-        best = _confirm(cache, counted, best, objective_ms, budget - calls)
-    elif calls < budget and (runner_up := cache.leader(objective_ms, excluding=best.point)) is not None:
-        calls += 1
-        best = _rematch(cache, duel, best, runner_up, objective_ms)
-    return SearchResult(best, cache.measured, grid.size, objective_ms, measurements=calls)
+    # -- the climb -----------------------------------------------------------------------------
+    def run(self) -> SearchResult:
+        current = start_point(self.grid, self.concurrency, self.cores)
+        self.cache(self.point_of(current))
+        moved = True
+        while moved and self.calls < self.climb_budget:
+            moved = False
+            for axis in range(len(self.axes)):
+                for direction in (+1, -1):
+                    stepped = False
+                    while (step := self.try_step(current, axis, direction)) is not None:
+                        current, stepped, moved = step, True, True
+                    if stepped:
+                        break  # improved going this way: the other way is where we came from
+            if not moved:
+                # A local top; with budget left, look two steps out along each axis: a queue delay
+                # can start paying only once it is long enough to fill the batch.
+                for axis in range(len(self.axes)):
+                    for direction in (+2, -2):
+                        if not moved and (step := self.try_step(current, axis, direction)) is not None:
+                            current, moved = step, True
+        best = self.cache.measured[self.point_of(current)]
+        if self.out_of_time():
+            best = self.cache.leader(self.objective_ms)
+        elif self.duel is None:
+            best = self.confirm(best)
+        elif self.calls < self.budget and (runner_up := self.cache.leader(self.objective_ms, excluding=best.point)) is not None:
+            self.calls += 1
+            best = self.rematch(best, runner_up)
+        return SearchResult(best, self.cache.measured, self.grid.size, self.objective_ms, measurements=self.calls)
+
+    def rematch(self, best: Measurement, runner_up: Measurement) -> Measurement:
+        """Duel the climb's choice with the best other point seen once more, and keep the one with
+        the higher throughput over all their meetings (meeting the objective first). The climb's last
+        move was decided by a single duel of 0.75 s a side, where luck decides often enough to
+        matter: the same config driven twice differs by up to 30% in a 0.5 s round on 2 cores."""
+        seen_best, seen_runner_up = self.duel(best.point, runner_up.point)
+        self.cache.record_duel(seen_best, seen_runner_up)
+        a, b = self.cache.measured[best.point], self.cache.measured[runner_up.point]
+        if a.feasible(self.objective_ms) != b.feasible(self.objective_ms):
+            return a if a.feasible(self.objective_ms) else b
+        totals = self.cache.head_to_head_totals(best.point, runner_up.point)
+        return b if totals[runner_up.point] > totals[best.point] else a
+
+    def confirm(self, best: Measurement) -> Measurement:
+        """With two spare measurements, measure the best and the runner-up again when they are within
+        10% of each other, and keep the one with the higher mean."""
+        spare = self.budget - self.calls
+        feasible = sorted((m for m in self.cache.measured.values() if m.feasible(self.objective_ms)), key=lambda m: -m.throughput_per_s)
+        if spare < 2 or len(feasible) < 2 or feasible[1].throughput_per_s < 0.9 * feasible[0].throughput_per_s:
+            return best
+        for first in feasible[:2]:
+            self.cache.record(self._counted(first.point))
+        leaders = [self.cache.measured[m.point] for m in feasible[:2]]
+        return leaders[0] if better(leaders[0], leaders[1], self.objective_ms) else leaders[1]
 
 
-def _rematch(cache: "_Cache", duel, best: Measurement, runner_up: Measurement, objective_ms: float) -> Measurement:
-    """Duel the climb's choice with the best other point seen once more, and keep the one with
-    the higher throughput over all their meetings (meeting the objective first). The climb's last
-    move was decided by a single duel of 0.75 s a side, where luck decides often enough to
-    matter: the same config driven twice differs by up to 30% in a 0.5 s round on 2 cores."""
-    seen_best, seen_runner_up = duel(best.point, runner_up.point)
-    cache.record_duel(seen_best, seen_runner_up)
-    a, b = cache.measured[best.point], cache.measured[runner_up.point]
-    if a.feasible(objective_ms) != b.feasible(objective_ms):
-        return a if a.feasible(objective_ms) else b
-    totals = cache.head_to_head_totals(best.point, runner_up.point)
-    return b if totals[runner_up.point] > totals[best.point] else a
-
-
-def _confirm(cache: "_Cache", measure: Callable[[Point], Measurement], best: Measurement, objective_ms: float, spare: int) -> Measurement:
-    """With two spare measurements, measure the best and the runner-up again when they are within
-    10% of each other, and keep the one with the higher mean."""
-    feasible = sorted((m for m in cache.measured.values() if m.feasible(objective_ms)), key=lambda m: -m.throughput_per_s)
-    if spare < 2 or len(feasible) < 2 or feasible[1].throughput_per_s < 0.9 * feasible[0].throughput_per_s:
-        return best
-    for first in feasible[:2]:
-        cache.record(measure(first.point))
-    leaders = [cache.measured[m.point] for m in feasible[:2]]
-    return leaders[0] if better(leaders[0], leaders[1], objective_ms) else leaders[1]
-
-
-def _step(index: tuple[int, ...], axis: int, direction: int) -> tuple[int, ...]:
-    return tuple(i + direction if a == axis else i for a, i in enumerate(index))
+def hill_climb(measure: Callable[[Point], Measurement], grid: TuningGrid, objective_ms: float, **options) -> SearchResult:
+    """Climb(...).run(): see Climb for the options."""
+    return Climb(measure, grid, objective_ms, **options).run()

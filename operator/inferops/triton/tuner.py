@@ -36,8 +36,8 @@ running ONNX Runtime).
 from __future__ import annotations
 
 import shutil
-import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from inferops.api.report import TuningReport
@@ -54,7 +54,6 @@ from .search import (  # noqa: F401 - the search's names, for the callers of thi
     better,
     exhaustive,
     hill_climb,
-    server_cores,
     start_point,
     usable_cores,
 )
@@ -75,8 +74,9 @@ class Profiler(ServerProfiler):
         duration_s: float = 2.0,
         warmup_s: float = 0.5,
         protocol: str = "grpc",
+        measure_with: str | None = None,
     ):
-        super().__init__("", model_name, instance_kind=instance_kind, concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s)
+        super().__init__("", model_name, instance_kind=instance_kind, concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s, measure_with=measure_with)
         self._source = Path(repository) / model_name
         self._wanted_protocol = protocol
         self._workdir: Path | None = None
@@ -96,7 +96,6 @@ class Profiler(ServerProfiler):
             self.server.start()
             self.http_url = self.server.http_url
             self.grpc_url = self.server.grpc_url if self._wanted_protocol == "grpc" else None
-            self.protocol = self._wanted_protocol
             self.read_config()
         except BaseException:
             self.__exit__()
@@ -108,11 +107,6 @@ class Profiler(ServerProfiler):
             self.server.cleanup()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
-
-
-def paired_ratio(a: list, b: list) -> float:
-    """Throughput of `a` over `b` from head_to_head's results: the median of the per-round ratios."""
-    return statistics.median(x.throughput_per_s / y.throughput_per_s for x, y in zip(a, b))
 
 
 def tune_repository(
@@ -132,13 +126,13 @@ def tune_repository(
     The repository is not modified: write the chosen config with build_model_config."""
     grid = grid or TuningGrid()
     with Profiler(repository, model_name, instance_kind, concurrency=concurrency, duration_s=duration_s) as profiler:
+        started = time.monotonic()
         if exhaustive_search:
             result = exhaustive(profiler.measure, grid, latency_objective_ms)
         else:
             result = hill_climb(profiler.measure, grid, latency_objective_ms, concurrency=concurrency, budget=budget, duel=profiler.duel)
-    return result.report()
-
-
-def sweep_repository(repository: Path, model_name: str, latency_objective_ms: float, instance_kind: str = "KIND_CPU", **kwargs) -> TuningReport:
-    """The exhaustive sweep of the same grid, for comparison with tune_repository."""
-    return tune_repository(repository, model_name, latency_objective_ms, instance_kind, exhaustive_search=True, **kwargs)
+        report = result.report()
+        report.wall_seconds = round(time.monotonic() - started, 1)
+        report.measured_with = profiler.instrument.name
+    report.concurrency, report.instance_kind = concurrency, instance_kind
+    return report
