@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -117,6 +118,7 @@ def main() -> int:
     finally:
         if own:
             subprocess.run([sys.executable, "-m", "inferops.cli", "down", "--state-dir", str(state)], check=False)
+            shutil.rmtree(state, ignore_errors=True)
     return 0
 
 

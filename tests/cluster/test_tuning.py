@@ -78,6 +78,8 @@ def served_config(cluster, namespace: str):
 
 
 def test_tuning_job_follows_the_optimization_job_and_a_new_class_image_retunes_only(cluster, namespace, operator):
+    # The tuning pod passes Pod Security "restricted" (its pods are refused here otherwise: the Job would never complete).
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest")
     first = BatchingConfig(max_batch_size=8, preferred_batch_sizes=[4, 8], max_queue_delay_microseconds=250, instance_count=2)
     opt_job, tune_job = publish(operator, namespace, CLASS_SPEC, first)
     cluster.kubectl("apply", "-f", "-", input=json.dumps({"apiVersion": "inferops.dev/v1alpha1", "kind": "HardwareClass", "metadata": {"name": CLASS}, "spec": CLASS_SPEC}))

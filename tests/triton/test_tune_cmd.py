@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
+import os
 import subprocess
 import sys
 
 import pytest
 import tritonclient.http as http
+from s3server import s3_server  # noqa: F401  (a session fixture: the real S3 server)
 
 from inferops.api.report import TuningReport
 from inferops.api.tensors import BatchingConfig
@@ -27,16 +28,15 @@ def served(make_repository, tmp_path):
         yield server, repository
 
 
-def test_tune_measures_candidates_through_the_repository_api_and_writes_the_report(served, tmp_path, monkeypatch):
+def test_tune_measures_candidates_through_the_repository_api_and_writes_the_report(served, tmp_path):
     server, repository = served
     before = http.InferenceServerClient(server.http_url).get_model_config(MODEL)
     output = tmp_path / "out" / "tuning.json"
     env = {"INFEROPS_TUNING_IMAGE": "triton:test", "INFEROPS_NODE_NAME": "node-a", "INFEROPS_TERMINATION_LOG": str(tmp_path / "termination")}
-    monkeypatch.setattr("os.environ", {**__import__("os").environ, **env})
     done = subprocess.run(
         [*INFEROPS, "--server", server.http_url, "--grpc-server", server.grpc_url, "--model", MODEL, "--latency-objective-ms", "200",
-         "--concurrency", "8", "--repository", str(repository), "--output", str(output), "--duration", "0.5"],
-        capture_output=True, text=True, timeout=240, env={**__import__("os").environ, **env},
+         "--concurrency", "8", "--repository", str(repository), "--output", str(output), "--duration", "0.5", "--measure-with", "inferops-loadgen"],
+        capture_output=True, text=True, timeout=240, env={**os.environ, **env},
     )
     print(done.stderr)
     assert done.returncode == 0, done.stderr
@@ -57,15 +57,21 @@ def test_tune_measures_candidates_through_the_repository_api_and_writes_the_repo
     assert not (tmp_path / "termination").exists()
 
 
-def test_without_the_repository_points_are_reloaded_one_at_a_time(served, tmp_path):
+def test_without_the_repository_points_are_reloaded_one_at_a_time_on_the_grid_asked_for(served, tmp_path, s3_server):
     server, _ = served
+    bucket = s3_server.make_bucket("tunings")
     done = subprocess.run(
-        [*INFEROPS, "--server", server.http_url, "--model", MODEL, "--latency-objective-ms", "200", "--concurrency", "4", "--duration", "0.4"],
-        capture_output=True, text=True, timeout=240,
+        [*INFEROPS, "--server", server.http_url, "--model", MODEL, "--latency-objective-ms", "200", "--concurrency", "4", "--duration", "0.4",
+         "--max-batch-sizes", "2,4", "--queue-delays-us", "0,500", "--instance-counts", "1,2", "--budget", "3",
+         "--output", f"s3://{bucket}/models/digits/tuning.json"],
+        capture_output=True, text=True, timeout=240, env={**os.environ, **s3_server.env()},
     )
     assert done.returncode == 0, done.stderr
     report = TuningReport.model_validate_json(done.stdout)
-    assert "one point at a time" in done.stderr and report.measurements >= 2
+    stored = s3_server.client().get_object(Bucket=bucket, Key="models/digits/tuning.json")["Body"].read()
+    assert TuningReport.model_validate_json(stored) == report
+    assert "one point at a time" in done.stderr and 2 <= report.measurements <= 3 and report.grid_size == 8
+    assert {(q.max_batch_size, q.max_queue_delay_microseconds, q.instance_count) for q in report.points} <= {(b, d, i) for b in (2, 4) for d in (0, 500) for i in (1, 2)}
     live = http.InferenceServerClient(server.http_url).get_model_config(MODEL)
     assert [(q.max_batch_size, q.max_queue_delay_microseconds, q.instance_count) for q in report.points][-1] == (
         live["max_batch_size"], live["dynamic_batching"]["max_queue_delay_microseconds"], live["instance_group"][0]["count"]
@@ -78,7 +84,7 @@ def test_every_point_refused_exits_4_with_the_reason(served, tmp_path):
     done = subprocess.run(
         [*INFEROPS, "--server", server.http_url, "--model", MODEL, "--latency-objective-ms", "200", "--instance-kind", "KIND_GPU",
          "--repository", str(repository), "--duration", "0.4", "--output", str(tmp_path / "never.json")],
-        capture_output=True, text=True, timeout=240, env={**__import__("os").environ, "INFEROPS_TERMINATION_LOG": str(termination)},
+        capture_output=True, text=True, timeout=240, env={**os.environ, "INFEROPS_TERMINATION_LOG": str(termination)},
     )
     print(done.stderr)
     assert done.returncode == 4
@@ -92,14 +98,14 @@ def test_a_server_that_never_becomes_live_exits_4(tmp_path):
     termination = tmp_path / "termination"
     done = subprocess.run(
         [*INFEROPS, "--server", f"127.0.0.1:{free_port()}", "--model", MODEL, "--latency-objective-ms", "50", "--max-minutes", "0.05"],
-        capture_output=True, text=True, timeout=60, env={**__import__("os").environ, "INFEROPS_TERMINATION_LOG": str(termination)},
+        capture_output=True, text=True, timeout=60, env={**os.environ, "INFEROPS_TERMINATION_LOG": str(termination)},
     )
     assert done.returncode == 4
     assert "not live after" in termination.read_text()
 
 
 def test_tune_help_is_stable():
+    """The tuning pod's command line: these flags must keep their names."""
     done = subprocess.run([*INFEROPS, "--help"], capture_output=True, text=True, timeout=60)
     for flag in ("--server", "--grpc-server", "--model", "--latency-objective-ms", "--concurrency", "--instance-kind", "--repository", "--output", "--max-minutes"):
         assert flag in done.stdout
-    assert json.dumps  # the report is JSON on stdout (checked above)

@@ -214,14 +214,23 @@ def test_the_report_keeps_failed_points_readable_for_status():
     assert dumped["points"] == [{"maxBatchSize": 4, "maxQueueDelayMicroseconds": 0, "instanceCount": 1, "throughputPerSecond": 0.0, "p99Ms": None, "observations": 1, "error": "InferenceServerException: " + "x" * 274}]
 
 
+# Head to head, tuned vs the sweep's choice: rounds of one slice each per config, the order rotating.
+# A/A pairs of one config (two copies) driven the same way on this shared 2-core machine read
+# 0.93-1.07 as the median of 6 rounds of 1 s (CI once read 0.84 for tuned/sweep on such a run);
+# 16 rounds of 0.5 s halve the spread of the median. The run measures its own A/A floor: the
+# allowance below 1.0 is that floor plus 5%, never more than 20%, so a tuner choosing a config
+# 0.8x of the sweep's still fails however noisy the machine is.
+ROUNDS, SLICE_S = 16, 0.5
+
+
 @pytest.mark.triton
 @pytest.mark.slow
-@pytest.mark.timeout(480)
+@pytest.mark.timeout(600)
 def test_tuner_uses_a_quarter_of_the_sweep_meets_the_objective_and_beats_no_batching(make_repository):
     """The 95%-of-exhaustive-best target is measured in bench/bench_batching.py. Here, on this
     shared 2-core machine, what must hold every time is asserted: the measurement budget, the
-    latency objective, a real gain over no batching, and the tuned config within 15% of the
-    sweep's choice when both are measured head to head."""
+    latency objective, a real gain over no batching, and the tuned config as good as the sweep's
+    choice within this run's measured noise floor (an A/A pair driven in the same rounds)."""
     # On this shared CPU every config's p99 swings with the machine's load; 200 ms would still rule
     # out a config whose batcher stalls for Triton's 500 ms default wait (see test_serving).
     objective_ms = 200.0
@@ -236,15 +245,21 @@ def test_tuner_uses_a_quarter_of_the_sweep_meets_the_objective_and_beats_no_batc
     assert swept.p99_ms <= objective_ms, "no point of the grid met the objective: the comparison would say nothing"
     assert tuned.p99_ms <= objective_ms
 
-    configs = {"tuned": tuned.chosen, "none": BatchingConfig(max_batch_size=16, dynamic_batching=False, instance_count=tuned.chosen.instance_count)}
-    if swept.chosen != tuned.chosen:
-        configs["swept"] = swept.chosen
+    configs = {
+        "tuned": tuned.chosen,
+        "none": BatchingConfig(max_batch_size=16, dynamic_batching=False, instance_count=tuned.chosen.instance_count),
+        "swept": swept.chosen,
+        "swept-again": swept.chosen,  # the A/A pair: the same config under another name
+    }
     with Profiler(repository, MODEL, concurrency=16) as profiler:
-        runs = profiler.head_to_head(configs, rounds=6, slice_s=1.0)
+        runs = profiler.head_to_head(configs, rounds=ROUNDS, slice_s=SLICE_S)
     ratio = {label: paired_ratio(runs["tuned"], runs[label]) for label in runs}
+    floor = abs(1 - paired_ratio(runs["swept-again"], runs["swept"]))
     print("head to head, req/s per round:", {label: [round(r.throughput_per_s) for r in results] for label, results in runs.items()})
+    print(f"tuned/none {ratio['none']:.2f}, tuned/swept {ratio['swept']:.2f}, A/A {1 + floor:.2f} (floor {floor:.2f})")
     assert ratio["none"] >= 1.3, f"the tuned config should clearly beat no dynamic batching, got {ratio['none']:.2f}x"
-    assert ratio.get("swept", 1.0) >= 0.85, f"tuned / sweep's choice = {ratio['swept']:.2f}"
+    bound = 1 - min(floor + 0.05, 0.2)
+    assert ratio["swept"] >= bound, f"tuned / sweep's choice = {ratio['swept']:.2f}, below {bound:.2f} (A/A floor {floor:.2f})"
 
 
 def test_grid_is_checked():

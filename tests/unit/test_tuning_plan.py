@@ -94,6 +94,9 @@ def test_tuned_choice_reaches_config_status_and_condition():
     assert config.dynamic_batching.max_queue_delay_microseconds == 300
     assert plan.status["report"]["tuning"]["measurements"] == 9 and plan.status["batching"]["maxBatchSize"] == 16
     assert cond(plan, "Tuned")["status"] == "True" and "max batch 16" in cond(plan, "Tuned")["message"]
+    assert "objective" not in cond(plan, "Tuned")["message"]
+    observed.tuning = tuning().model_copy(update={"p99_ms": 175.0})
+    assert "above the p99 objective of 100 ms" in cond(desired_state(m, observed, SETTINGS, NOW), "Tuned")["message"]
     assert plan.status["phase"] == "Ready" and "Job" not in kinds(plan), "both Jobs done: neither is applied again"
     assert plan.delete_jobs == []
 
@@ -212,11 +215,11 @@ def test_the_tuning_job_and_its_pull_step_speak_the_commands_own_arguments():
 
     m = model(spec(hardware={"class": "cpu"}))
     python_cpu = CPU.model_copy(update={"onnx_backend": "python"})
-    settings = OperatorSettings(artifact_root="s3://artifacts", smoke_test=False, tune_args=("--duration", "0.5"))
+    settings = OperatorSettings(artifact_root="s3://artifacts", smoke_test=False, tune_args=("--duration", "0.5", "--max-batch-sizes", "4,16", "--budget", "4"))
     pod = tuning_job_of(desired_state(m, optimized(m, python_cpu), settings, NOW))["spec"]["template"]["spec"]
     tune = build_parser().parse_args(pod["containers"][0]["args"])
     assert (tune.server, tune.model, tune.concurrency, tune.instance_kind, tune.duration) == ("localhost:8000", "digits-opt", 16, "KIND_CPU", 0.5)
-    assert tune.output.startswith("s3://artifacts/ml/digits/") and tune.max_minutes == settings.tuning_max_minutes
+    assert tune.output.startswith("s3://artifacts/ml/digits/") and tune.max_minutes == settings.tuning_max_minutes and tune.budget == 4
     pull = build_parser().parse_args(pod["initContainers"][0]["args"])
     assert pull.python_backend and pull.dest == tune.repository
 

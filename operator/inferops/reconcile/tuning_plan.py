@@ -86,6 +86,8 @@ def plan_tuning(
         f"max batch {chosen.max_batch_size}, queue delay {chosen.max_queue_delay_microseconds} us, {chosen.instance_count} instance(s): "
         f"{tuning.throughput_per_s:.0f}/s at p99 {tuning.p99_ms:.3g} ms after {tuning.measurements} measurement(s)"
     )
+    if tuning.p99_ms > tuning.latency_objective_ms:
+        summary += f" (above the p99 objective of {tuning.latency_objective_ms:g} ms: no config measured met it)"
     where = ", ".join(f"{k} {v}" for k, v in (("on node", _field(tuning, "node")), ("with", _field(tuning, "image"))) if v)
     conditions.append(condition("Tuned", True, "Tuned", summary + (f" ({where})" if where else "")))
     assert revision.report is not None

@@ -31,7 +31,7 @@ from typing import Callable
 
 from inferops.api.tensors import BatchingConfig, Signature
 
-from .loadgen import percentiles, request_inputs, run_load
+from .loadgen import percentiles
 from .search import Measurement, Point, batching_for
 
 COPY_MARK = "-tune-"  # copies are named <model>-tune-<label>
@@ -126,17 +126,19 @@ class ServerProfiler:
         duration_s: float = 2.0,
         warmup_s: float = 0.5,
         on_measure: Callable[[Measurement], None] | None = None,
+        measure_with: str | None = None,
     ):
         self.http_url = http_url
         self.model_name = model_name
-        self.grpc_url = grpc_url
-        self.protocol = "grpc" if grpc_url else "http"
+        self.grpc_url = grpc_url  # perf_analyzer's endpoint when given (the loadgen uses HTTP)
         self.repository = Path(repository) if repository else None
         self.instance_kind = instance_kind
         self.concurrency = concurrency
         self.duration_s = duration_s
         self.warmup_s = warmup_s
         self.on_measure = on_measure
+        self.measure_with = measure_with  # perf_analyzer, inferops-loadgen, or None: perf_analyzer when found
+        self._instrument = None
         self.log: list[Measurement] = []
         self._copies: dict[str, BatchingConfig] = {}  # names loaded by head_to_head, with their config
         self._base: dict | None = None
@@ -230,16 +232,23 @@ class ServerProfiler:
             self.on_measure(m)
         return m
 
+    @property
+    def instrument(self):
+        """perf_analyzer or the loadgen (instruments.instrument), chosen on first use."""
+        if self._instrument is None:
+            from .instruments import instrument
+
+            self._instrument = instrument(self.http_url, self.grpc_url, prefer=self.measure_with)
+        return self._instrument
+
     def _drive(self, name: str, batching: BatchingConfig, *, concurrency: int | None, duration_s: float | None, warmup_s: float | None = None):
-        assert self.signature is not None or self.read_config()
-        return run_load(
-            self.grpc_url if self.protocol == "grpc" else self.http_url,
-            name,
-            request_inputs(self.signature, batching.max_batch_size),
+        if self.signature is None:
+            self.read_config()
+        return self.instrument.drive(
+            name, self.signature, batching.max_batch_size,
             concurrency=concurrency or self.concurrency,
             duration_s=duration_s or self.duration_s,
             warmup_s=self.warmup_s if warmup_s is None else warmup_s,
-            protocol=self.protocol,
         )
 
     def run(self, batching: BatchingConfig, *, concurrency: int | None = None, duration_s: float | None = None):
@@ -286,8 +295,9 @@ class ServerProfiler:
         slices and its p50 and p99 are over all their requests. Each slice starts with a burst of
         `concurrency` requests, the moment a batcher is likeliest to stall (Triton 2.51's did, in
         about one slice of three, while payload prefetching was off): more slices give a config
-        that stalls more chances to show it."""
-        slices = max(2, round(self.duration_s / 2 / 0.125))
+        that stalls more chances to show it. perf_analyzer starts a process per turn, so it takes
+        fewer, longer turns (Instrument.min_slice_s)."""
+        slices = max(2, round(self.duration_s / 2 / self.instrument.min_slice_s))
         labels = {"b{}-d{}-i{}".format(*point): point for point in (incumbent, candidate)}
         try:
             results = self.head_to_head({label: batching_for(point) for label, point in labels.items()},

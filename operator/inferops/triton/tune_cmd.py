@@ -50,6 +50,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", help="where to write the TuningReport JSON (default: stdout only)")
     parser.add_argument("--max-minutes", type=float, default=10.0, help="give up waiting and stop measuring after this long (default %(default)s)")
     parser.add_argument("--duration", type=float, default=2.0, help="seconds of load per measurement (default %(default)s)")
+    parser.add_argument("--max-batch-sizes", type=_sizes, default=(4, 8, 16, 32), metavar="N,N,...", help="grid: max batch sizes (default 4,8,16,32)")
+    parser.add_argument("--queue-delays-us", type=_sizes, default=(0, 1000, 5000), metavar="N,N,...", help="grid: max queue delays in microseconds (default 0,1000,5000)")
+    parser.add_argument("--instance-counts", type=_sizes, default=(1, 2), metavar="N,N,...", help="grid: instance counts (default 1,2)")
+    parser.add_argument("--budget", type=int, help="most measurements (default: a quarter of the grid)")
+    parser.add_argument("--measure-with", choices=("perf_analyzer", "inferops-loadgen"),
+                        help="load generator (default: perf_analyzer when $INFEROPS_PERF_ANALYZER or PATH has it, else inferops-loadgen)")
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(sorted({int(v) for v in text.split(",") if v.strip()}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or values[0] < 0:
+        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
+    return values
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +90,7 @@ class TuningFailed(RuntimeError):
 
 
 def tune(args: argparse.Namespace, started: float):
+    from .loadgen import LoadError
     from .profiler import ProfilerError, ServerProfiler, wait_live
     from .search import TuningGrid, hill_climb
 
@@ -90,21 +107,26 @@ def tune(args: argparse.Namespace, started: float):
         said = f"error {m.error[:200]}" if m.error else f"{m.throughput_per_s:.1f}/s p99 {m.p99_ms:.1f} ms"
         print(f"tune: maxBatchSize={batch} queueDelayUs={delay} instances={instances}: {said}", file=sys.stderr, flush=True)
 
-    grid = TuningGrid()
+    try:
+        grid = TuningGrid(max_batch_sizes=args.max_batch_sizes, queue_delays_us=args.queue_delays_us, instance_counts=args.instance_counts)
+    except ValueError as exc:
+        raise TuningFailed(f"grid: {exc}") from None
     profiler = ServerProfiler(
         args.server, args.model, grpc_url=args.grpc_server, repository=args.repository, instance_kind=args.instance_kind,
-        concurrency=args.concurrency, duration_s=args.duration, on_measure=progress,
+        concurrency=args.concurrency, duration_s=args.duration, on_measure=progress, measure_with=args.measure_with,
     )
     with profiler:
         try:
             profiler.read_config()
-        except ProfilerError as exc:
+            measured_with = profiler.instrument.name
+        except (ProfilerError, LoadError) as exc:
             raise TuningFailed(str(exc)) from None
         print(f"tune: {args.model} at {args.concurrency} clients, p99 objective {args.latency_objective_ms:g} ms, "
-              f"{'duels' if profiler.can_duel else 'one point at a time'}, {profiler.instance_kind}", file=sys.stderr, flush=True)
+              f"{'duels' if profiler.can_duel else 'one point at a time'}, {profiler.instance_kind}, measured with {measured_with}, "
+              f"grid {grid.size} points", file=sys.stderr, flush=True)
         tuning_started = time.monotonic()
         result = hill_climb(
-            profiler.measure, grid, args.latency_objective_ms, concurrency=args.concurrency,
+            profiler.measure, grid, args.latency_objective_ms, concurrency=args.concurrency, budget=args.budget,
             duel=profiler.duel if profiler.can_duel else None, deadline=deadline,
         )
     best = result.best
@@ -114,7 +136,7 @@ def tune(args: argparse.Namespace, started: float):
     report = result.report()
     report.concurrency = args.concurrency
     report.wall_seconds = round(time.monotonic() - tuning_started, 1)
-    report.measured_with = "inferops-loadgen"
+    report.measured_with = measured_with
     report.instance_kind = profiler.instance_kind
     report.image = _env(IMAGE_ENV)
     report.node = _env(NODE_ENV)

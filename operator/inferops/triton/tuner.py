@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from inferops.api.report import TuningReport
@@ -73,8 +74,9 @@ class Profiler(ServerProfiler):
         duration_s: float = 2.0,
         warmup_s: float = 0.5,
         protocol: str = "grpc",
+        measure_with: str | None = None,
     ):
-        super().__init__("", model_name, instance_kind=instance_kind, concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s)
+        super().__init__("", model_name, instance_kind=instance_kind, concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s, measure_with=measure_with)
         self._source = Path(repository) / model_name
         self._wanted_protocol = protocol
         self._workdir: Path | None = None
@@ -94,7 +96,6 @@ class Profiler(ServerProfiler):
             self.server.start()
             self.http_url = self.server.http_url
             self.grpc_url = self.server.grpc_url if self._wanted_protocol == "grpc" else None
-            self.protocol = self._wanted_protocol
             self.read_config()
         except BaseException:
             self.__exit__()
@@ -125,8 +126,13 @@ def tune_repository(
     The repository is not modified: write the chosen config with build_model_config."""
     grid = grid or TuningGrid()
     with Profiler(repository, model_name, instance_kind, concurrency=concurrency, duration_s=duration_s) as profiler:
+        started = time.monotonic()
         if exhaustive_search:
             result = exhaustive(profiler.measure, grid, latency_objective_ms)
         else:
             result = hill_climb(profiler.measure, grid, latency_objective_ms, concurrency=concurrency, budget=budget, duel=profiler.duel)
-    return result.report()
+        report = result.report()
+        report.wall_seconds = round(time.monotonic() - started, 1)
+        report.measured_with = profiler.instrument.name
+    report.concurrency, report.instance_kind = concurrency, instance_kind
+    return report

@@ -1,0 +1,245 @@
+"""InferOps's batching search against Triton Model Analyzer's, judged by perf_analyzer head to head.
+
+One model (the digits MLP of inferops.triton.sample_model on the python backend running ONNX
+Runtime), one tritonserver binary (the nvidia-pytriton wheel's), one p99 objective and one client
+concurrency. Three searches choose a batching config:
+- InferOps: the tuner's climb (duels on one server, a quarter of the grid at most);
+- Model Analyzer's quick search (`run_config_search_mode: quick`, max batch size 4-32, 1-2
+  instances, concurrency pinned);
+- Model Analyzer's brute force over the same grid as InferOps's (max batch size x max queue
+  delay x instance count, concurrency pinned).
+Then one server serves the three choices and a second copy of InferOps's (the A/A pair: how far
+two copies of one config read apart by noise alone) and perf_analyzer drives them in turns,
+`--rounds` rounds of one `--slice` run each, the order rotating every round. Each ratio is the
+median of the per-round ratios; p99s are over every request of a config's rounds.
+
+Setup (once), from the repository root:
+    apt-get install -y libb64-0d                          # perf_analyzer's one system library
+    sh bench/get_perf_analyzer.sh                         # -> ~/.cache/inferops/perf_analyzer/perf_analyzer
+    python3 -m venv .venv-ma && .venv-ma/bin/pip install triton-model-analyzer==1.58.0
+Run:
+    INFEROPS_PERF_ANALYZER=~/.cache/inferops/perf_analyzer/perf_analyzer \\
+        .venv/bin/python bench/bench_model_analyzer.py [--model-analyzer .venv-ma/bin/model-analyzer] \\
+        [--concurrency 16] [--objective-ms 200] [--rounds 12] [--slice 1.0] [--json out.json]
+
+Model Analyzer runs the wheel's tritonserver in its `local` launch mode through a wrapper script
+(the wheel's libraries, the python backend and its stub, this venv's packages for the stub) on
+loopback ports of its own, and perf_analyzer through the wrapper that sets its library path, with
+`perf_analyzer_cpu_util` raised (it stops perf_analyzer above 80% CPU by default; on 2 cores
+perf_analyzer and the server share every core) and perf_analyzer's stability tolerance widened
+(--stability, 25% over up to 20 windows: its 10% over 10 never settled here under other load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from inferops.api.tensors import BatchingConfig
+from inferops.triton.config import build_model_config, parse_model_config
+from inferops.triton.instruments import find_perf_analyzer
+from inferops.triton.loadgen import percentiles
+from inferops.triton.python_backend import local_repository
+from inferops.triton.sample_model import SIGNATURE, mlp_to_onnx, train_digits_mlp
+from inferops.triton.search import TuningGrid, batching_for, hill_climb
+from inferops.triton.server import TritonServer, free_port, wheel_paths
+from inferops.triton.tuner import Profiler
+
+from headtohead import paired_ratio
+
+MODEL = "digits"
+
+
+def build_repository(root: Path) -> Path:
+    """The model as served on the wheel's server: a python-backend model running ONNX Runtime."""
+    source = root / "source"
+    classifier, _ = train_digits_mlp()
+    mlp_to_onnx(classifier, source / MODEL / "1" / "model.onnx")
+    (source / MODEL / "config.pbtxt").write_text(build_model_config(MODEL, "onnxruntime", SIGNATURE, BatchingConfig(max_batch_size=32, dynamic_batching=False)))
+    return local_repository(source, root / "repository")
+
+
+def server_wrapper(root: Path) -> Path:
+    """A `tritonserver` for Model Analyzer's local mode: the wheel's binary with what it needs."""
+    paths = wheel_paths()
+    server = TritonServer(root)  # only for its environment and backends layout
+    server._workdir = root
+    backends = server._backends_dir(paths)
+    env = server.environment(paths)
+    wrapper = root / "tritonserver"
+    exports = "".join(f"export {key}={shlex_quote(env[key])}\n" for key in ("LD_LIBRARY_PATH", "PYTHONPATH", "PATH", "OMP_NUM_THREADS"))
+    wrapper.write_text(
+        f"#!/bin/sh\n{exports}exec {shlex_quote(str(paths['binary']))} \"$@\" --backend-directory={shlex_quote(str(backends))} "
+        f"--cache-directory={shlex_quote(str(paths['caches']))} --exit-timeout-secs=2\n"
+    )
+    wrapper.chmod(0o755)
+    return wrapper
+
+
+def shlex_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def ma_config(args, work: Path, repository: Path, wrapper: Path, perf_analyzer: str, mode: str, grid: TuningGrid) -> dict:
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    model: dict = {"cpu_only": True, "parameters": {"concurrency": [args.concurrency]}}
+    config = {
+        "model_repository": str(repository),
+        "output_model_repository_path": str(work / "output"),
+        "override_output_model_repository": True,
+        "export_path": str(work / "export"),
+        "checkpoint_directory": str(work / "checkpoints"),
+        "triton_launch_mode": "local",
+        "triton_server_path": str(wrapper),
+        "triton_http_endpoint": f"127.0.0.1:{http}",
+        "triton_grpc_endpoint": f"127.0.0.1:{grpc}",
+        "triton_metrics_url": f"http://127.0.0.1:{metrics}/metrics",
+        "triton_server_flags": {"http-address": "127.0.0.1", "grpc-address": "127.0.0.1", "metrics-address": "127.0.0.1", "allow-gpu-metrics": False},
+        "perf_analyzer_path": perf_analyzer,
+        "perf_analyzer_cpu_util": 1000,
+        # Its default (10% between 3 windows, 10 tries) never settles on this shared machine.
+        "perf_analyzer_flags": {"stability-percentage": args.stability, "max-trials": 20},
+        "objectives": ["perf_throughput"],
+        "constraints": {"perf_latency_p99": {"max": args.objective_ms}},
+        "run_config_search_mode": mode,
+        "profile_models": {MODEL: model},
+    }
+    if mode == "quick":
+        del model["parameters"]  # quick search refuses a concurrency list: its min and max pin it instead
+        config.update({
+            "run_config_search_min_concurrency": args.concurrency, "run_config_search_max_concurrency": args.concurrency,
+            "run_config_search_min_model_batch_size": grid.max_batch_sizes[0], "run_config_search_max_model_batch_size": grid.max_batch_sizes[-1],
+            "run_config_search_min_instance_count": grid.instance_counts[0], "run_config_search_max_instance_count": grid.instance_counts[-1],
+        })
+    else:
+        model["model_config_parameters"] = {
+            "max_batch_size": list(grid.max_batch_sizes),
+            "dynamic_batching": {"max_queue_delay_microseconds": list(grid.queue_delays_us)},
+            "instance_group": [{"kind": "KIND_CPU", "count": list(grid.instance_counts)}],
+        }
+    return config
+
+
+def run_model_analyzer(args, root: Path, repository: Path, wrapper: Path, perf_analyzer: str, mode: str, grid: TuningGrid) -> dict:
+    """Run `model-analyzer profile`; return its choice (a BatchingConfig), measurements and wall time."""
+    import yaml
+
+    work = root / f"ma-{mode}"
+    work.mkdir()
+    (work / "config.yaml").write_text(yaml.safe_dump(ma_config(args, work, repository, wrapper, perf_analyzer, mode, grid)))
+    started = time.monotonic()
+    done = subprocess.run([args.model_analyzer, "profile", "-f", str(work / "config.yaml")], capture_output=True, text=True, cwd=work)
+    wall = time.monotonic() - started
+    (work / "log.txt").write_text(done.stdout + done.stderr)
+    if done.returncode != 0:
+        sys.exit(f"model-analyzer {mode} failed ({done.returncode}); its log: {work / 'log.txt'}\n{(done.stdout + done.stderr)[-3000:]}")
+    rows = list(csv.DictReader((work / "export" / "results" / "metrics-model-inference.csv").open()))
+    measured = [r for r in rows if r.get("Model", "").strip() == MODEL or r.get("Model Config Path")]
+    feasible = [r for r in measured if r.get("Satisfies Constraints", "").strip().lower() in ("yes", "true")]
+    best = max(feasible or measured, key=lambda r: float(r["Throughput (infer/sec)"]))
+    config_dir = work / "output" / best["Model Config Path"].strip()
+    return {
+        "mode": mode, "choice": batching_of(config_dir / "config.pbtxt"), "config_name": best["Model Config Path"].strip(),
+        "measurements": len(measured), "wall_s": wall, "own_throughput": float(best["Throughput (infer/sec)"]),
+        "own_p99_ms": float(best.get("p99 Latency (ms)") or "nan"), "met_objective": bool(feasible),
+    }
+
+
+def batching_of(config_path: Path) -> BatchingConfig:
+    config = parse_model_config(config_path.read_text())
+    dynamic = config.HasField("dynamic_batching")
+    return BatchingConfig(
+        max_batch_size=config.max_batch_size,
+        dynamic_batching=dynamic,
+        preferred_batch_sizes=list(config.dynamic_batching.preferred_batch_size) if dynamic else [],
+        max_queue_delay_microseconds=config.dynamic_batching.max_queue_delay_microseconds if dynamic else 0,
+        instance_count=sum(g.count or 1 for g in config.instance_group) or 1,
+    )
+
+
+def describe(b: BatchingConfig) -> str:
+    if not b.dynamic_batching:
+        return f"mbs {b.max_batch_size}, no dynamic batching, {b.instance_count} inst"
+    preferred = f" pref {b.preferred_batch_sizes}" if b.preferred_batch_sizes else ""
+    return f"mbs {b.max_batch_size}{preferred} delay {b.max_queue_delay_microseconds}us {b.instance_count} inst"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-analyzer", default=shutil.which("model-analyzer") or ".venv-ma/bin/model-analyzer")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--objective-ms", type=float, default=200.0)
+    parser.add_argument("--duration", type=float, default=2.0, help="InferOps: seconds per measurement (a duel's two sides together)")
+    parser.add_argument("--rounds", type=int, default=12, help="head-to-head rounds")
+    parser.add_argument("--slice", type=float, default=1.0, help="seconds each config is driven per round")
+    parser.add_argument("--stability", type=int, default=25, help="Model Analyzer's perf_analyzer stability percentage (its default, 10, never settles on a busy 2-core machine)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    perf_analyzer = find_perf_analyzer()
+    if perf_analyzer is None:
+        sys.exit("perf_analyzer not found: run bench/get_perf_analyzer.sh and set INFEROPS_PERF_ANALYZER (see this file's docstring)")
+    if not Path(args.model_analyzer).exists():
+        sys.exit(f"model-analyzer not found at {args.model_analyzer}: see this file's docstring")
+    grid = TuningGrid()
+    root = Path(tempfile.mkdtemp(prefix="bench-ma-"))
+    results = {}
+    try:
+        repository = build_repository(root)
+        wrapper = server_wrapper(root)
+
+        with Profiler(repository, MODEL, concurrency=args.concurrency, duration_s=args.duration) as profiler:
+            started = time.monotonic()
+            climb = hill_climb(profiler.measure, grid, args.objective_ms, concurrency=args.concurrency, duel=profiler.duel)
+            results["inferops"] = {"choice": climb.report().chosen, "measurements": climb.measurements, "wall_s": time.monotonic() - started,
+                                   "measured_with": profiler.instrument.name}
+        print(f"InferOps: {describe(results['inferops']['choice'])}, {climb.measurements} measurements, {results['inferops']['wall_s']:.0f}s "
+              f"({results['inferops']['measured_with']})", flush=True)
+        for mode in ("quick", "brute"):
+            results[mode] = run_model_analyzer(args, root, repository, wrapper, perf_analyzer, mode, grid)
+            print(f"Model Analyzer {mode}: {describe(results[mode]['choice'])} ({results[mode]['config_name']}), "
+                  f"{results[mode]['measurements']} measurements, {results[mode]['wall_s']:.0f}s", flush=True)
+
+        configs = {"inferops": results["inferops"]["choice"], "quick": results["quick"]["choice"], "brute": results["brute"]["choice"],
+                   "inferops-again": results["inferops"]["choice"]}
+        with Profiler(repository, MODEL, concurrency=args.concurrency, measure_with="perf_analyzer") as judge:
+            load_before = os.getloadavg()
+            runs = judge.head_to_head(configs, rounds=args.rounds, slice_s=args.slice)
+            load_after = os.getloadavg()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+    p99 = {label: percentiles([ms for r in rs for ms in r.latencies_ms], 99)[0] for label, rs in runs.items()}
+    throughput = {label: statistics.median(r.throughput_per_s for r in rs) for label, rs in runs.items()}
+    ratio = {"quick": paired_ratio(runs["inferops"], runs["quick"]), "brute": paired_ratio(runs["inferops"], runs["brute"]),
+             "A/A": paired_ratio(runs["inferops-again"], runs["inferops"])}
+    below = {k: sum(a.throughput_per_s < b.throughput_per_s for a, b in zip(runs["inferops"], runs[k])) for k in ("quick", "brute")}
+    print(f"\n{args.concurrency} clients, p99 objective {args.objective_ms:g} ms; judged by perf_analyzer, {args.rounds} rounds of {args.slice}s per config; "
+          f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (a shared 2-core machine: other work runs beside this)")
+    header = f"{'search':>16} | {'choice':<40} | {'meas.':>5} {'wall s':>6} | {'/s (pa)':>8} {'p99 ms':>7} | {'InferOps/this':>13} {'rounds below':>12}"
+    print(header)
+    print("-" * len(header))
+    for label, key in (("InferOps", "inferops"), ("MA quick", "quick"), ("MA brute", "brute")):
+        r = results[key]
+        versus = "" if key == "inferops" else f"{ratio[key]:>13.2f} {below[key]:>7}/{args.rounds}"
+        print(f"{label:>16} | {describe(r['choice']):<40} | {r['measurements']:>5} {r['wall_s']:>6.0f} | {throughput[key]:>8.0f} {p99[key]:>7.1f} | {versus}")
+    print(f"{'A/A (noise)':>16} | {'InferOps choice, second copy':<40} | {'':>5} {'':>6} | {throughput['inferops-again']:>8.0f} {p99['inferops-again']:>7.1f} | {ratio['A/A']:>13.2f}")
+    print(f"InferOps measurements / MA quick's: {results['inferops']['measurements'] / max(1, results['quick']['measurements']):.2f}")
+    if args.json:
+        dump = {k: {**v, "choice": v["choice"].model_dump(by_alias=True)} for k, v in results.items()}
+        args.json.write_text(json.dumps({"results": dump, "ratio": ratio, "throughput": throughput, "p99_ms": p99, "below": below}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
