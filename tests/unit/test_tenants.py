@@ -11,7 +11,7 @@ import pytest
 from inferops.api.common import LabelSelector
 from inferops.api.hardware_class import HardwareClassSpec
 from inferops.api.report import OptimizationReport
-from inferops.reconcile.children import Revision, desired_job, desired_serving
+from inferops.reconcile.children import ModelRef, Revision, desired_job, desired_serving
 from inferops.reconcile.plan import Observed, desired_state
 from inferops.storage.digest import artifact_digest
 
@@ -237,17 +237,21 @@ def test_a_report_rewritten_after_the_job_published_is_refused(monkeypatch):
 
     checksums = {"digits/1/model.onnx": "a" * 64}
     stored = OptimizationReport.model_validate({"artifactUri": "s3://a/ml/d/h", "modelName": "digits", "backend": "onnxruntime", "checksums": checksums})
-    monkeypatch.setattr(reconciler_module, "read_report", lambda uri: stored)
+    monkeypatch.setattr(reconciler_module, "read_report", lambda uri, limit=0: stored)
     assert published_digest([_pod(0, "published " + artifact_digest(checksums))]) == artifact_digest(checksums)
     assert published_digest([_pod(3, "published sha256:x"), _pod(0, ""), _pod(0, "published sha256:y", name="sidecar")]) is None
 
-    agree = Reconciler(_JobKube([_pod(0, "published " + artifact_digest(checksums))]), SETTINGS)
-    assert asyncio.run(agree._report("s3://a/ml/d/h", ("ml", "d-opt-h"))) == (stored, None)
+    model_ref = ModelRef("d", "ml", "uid", 1, spec())
+
+    def read(reconciler) -> tuple:
+        got = asyncio.run(reconciler._report(model_ref, "s3://a/ml/d/h", True, "d-opt-h"))
+        return got.report, got.error
+
+    assert read(Reconciler(_JobKube([_pod(0, "published " + artifact_digest(checksums))]), SETTINGS)) == (stored, None)
 
     other = artifact_digest({"digits/1/model.onnx": "b" * 64})
-    tampered = Reconciler(_JobKube([_pod(0, "published " + other)]), SETTINGS)
-    report, error = asyncio.run(tampered._report("s3://a/ml/d/h", ("ml", "d-opt-h")))
+    report, error = read(Reconciler(_JobKube([_pod(0, "published " + other)]), SETTINGS))
     assert report is None and error.startswith("ArtifactTampered") and other in error and "d-opt-h" in error
 
-    silent = Reconciler(_JobKube([]), SETTINGS)  # pods gone, or an optimizer image that says nothing
-    assert asyncio.run(silent._report("s3://a/ml/d/h", ("ml", "d-opt-h"))) == (stored, None)
+    # pods gone, or an optimizer image that says nothing
+    assert read(Reconciler(_JobKube([]), SETTINGS)) == (stored, None)
