@@ -1,9 +1,10 @@
 """From a real model to a deployed, configured Triton: the optimization Job's program runs for real.
 
 kwok nodes run no containers, so the test runs the Job's program (`inferops optimize`) itself,
-with the very arguments the operator puts in the Job (computed by the same pure function, then
-checked against the Job the operator creates). The operator then reads the report from the
-artifact store, exactly as it would after a Job that ran in a pod.
+with the very arguments the operator puts in the Job (computed by the same pure function), before
+the model is applied. That run commits the artifact of the spec's hash, so the operator finds it,
+makes no Job (artifacts are write-once and reused) and reads the report from the artifact store,
+exactly as it would after a Job that ran in a pod.
 """
 
 from __future__ import annotations
@@ -56,14 +57,15 @@ def test_real_optimization_report_lands_in_status_and_config(cluster, namespace,
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
         cluster.kubectl("wait", "inferencemodel/e2e-digits", "-n", namespace, "--for=jsonpath={.status.phase}=Ready", "--timeout=90s", timeout=100)
         status = json.loads(cluster.kubectl("get", "inferencemodel", "e2e-digits", "-n", namespace, "-o", "json").stdout)["status"]
-        jobs = cluster.kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.split()
+        jobs = cluster.kubectl("get", "jobs", "-n", namespace, "-o", "jsonpath={.items[*].metadata.name}").stdout.split()
     finally:
         cluster.kubectl("delete", "hardwareclass", "e2e-cpu", "--ignore-not-found")
 
-    # The test ran the Job's own arguments and published to the Job's artifact path: artifacts are
-    # write-once, so the operator reuses that committed artifact and makes no Job for it.
-    optimized = next(c for c in status["conditions"] if c["type"] == "Optimized")
-    assert optimized["reason"] == "ArtifactCommitted" and jobs == [], (optimized, jobs)
+    # The run above was the Job's (its arguments as the operator renders them) and committed the
+    # artifact of this spec's hash: the operator reuses it and makes no Job (artifacts are write-once).
+    assert status["artifactUri"] == job_args[job_args.index("--output") + 1] and status["jobName"] == model.name + "-opt-" + optimization_hash(model.spec, hardware)
+    assert jobs == [], "a committed artifact is reused, never made again"
+    assert next(c for c in status["conditions"] if c["type"] == "Optimized")["reason"] == "ArtifactCommitted"
     report = status["report"]
     assert report["steps"] and "quantize-int8-dynamic" in report["steps"][0]
     assert report["sizeBytes"]["after"] < 0.4 * report["sizeBytes"]["before"]

@@ -118,3 +118,26 @@ def test_a_100_mb_report_in_another_namespace_stops_no_other_model(cluster, name
         assert names(cluster, other, "deployments", "big") == [] and names(cluster, other, "jobs", "big") == []
     finally:
         cluster.kubectl("delete", "namespace", other, "--wait=false", check=False)
+
+
+def test_inferops_gc_keeps_live_models_last_revisions_and_drops_deleted_models(cluster, namespace, tmp_path):
+    """The command as an admin runs it: models listed from the API server, a root of its own here."""
+    import os
+    import subprocess
+    import sys
+
+    root = tmp_path / "artifacts"
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest("kept"))
+    wait_phase(cluster, namespace, "kept", "Ready")
+    serving = get(cluster, namespace, "inferencemodel", "kept")["status"]["artifactUri"].rsplit("/", 1)[1]
+    for model, h, hours_ago in [("kept", serving, 4), ("kept", "r1", 3), ("kept", "r2", 2.5), ("kept", "r3", 2), ("gone", "g1", 2)]:
+        (root / namespace / model / h).mkdir(parents=True)
+        (root / namespace / model / h / "report.json").write_text("{}")
+        os.utime(root / namespace / model / h / "report.json", (time.time() - hours_ago * 3600,) * 2)
+    env = dict(os.environ, KUBECONFIG=str(cluster.kubeconfig))
+    run = subprocess.run([sys.executable, "-m", "inferops.cli", "gc", "--root", f"file://{root}", "--keep", "2"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    # The last two (r3, r2) and the one it serves, though older; r1 goes.
+    assert sorted(p.name for p in (root / namespace / "kept").iterdir()) == sorted({serving, "r2", "r3"}), run.stdout
+    assert list((root / namespace / "gone").iterdir()) == [], "a deleted model's artifacts are collected"
+    assert f"deleted file://{root}/{namespace}/gone/g1" in run.stdout
