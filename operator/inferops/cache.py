@@ -24,6 +24,7 @@ cached object? Check slim() keeps it.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from .reconcile.naming import MODEL_LABEL
@@ -57,6 +58,21 @@ def slim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     if drop and isinstance(obj.get("spec"), dict):
         out["spec"] = {k: v for k, v in obj["spec"].items() if k not in drop}
     return out
+
+
+def compact(value: Any) -> Any:
+    """A deep copy whose keys and short strings are interned: every cached object repeats the
+    same keys ("metadata", "lastTransitionTime"...) and values ("True", reasons, timestamps of
+    the same second), which json.loads makes anew each time. Halves what the cache holds (28 to
+    12 KB for a model's Job, ConfigMap, Deployment and Service, tracemalloc), and the copy no
+    longer pins the thread arena that parsed the response."""
+    if isinstance(value, dict):
+        return {sys.intern(k) if isinstance(k, str) else k: compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    if isinstance(value, str) and len(value) <= 40:
+        return sys.intern(value)
+    return value
 
 
 def _version(obj: dict[str, Any]) -> int | None:
@@ -93,7 +109,7 @@ class OwnedCache:
             new_v, old_v = _version(obj), _version(old)
             if new_v is not None and old_v is not None and new_v < old_v:
                 return  # an older event than the apply response we stored
-        obj = slim(kind, obj)
+        obj = compact(slim(kind, obj))
         self._objects[key] = obj
         model = (meta.get("labels") or {}).get(MODEL_LABEL)
         if model:

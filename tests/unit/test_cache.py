@@ -79,3 +79,15 @@ def test_kept_objects_are_slimmed_to_what_the_reconciler_reads():
     assert cache.get("Job", "ns", "a-1")["spec"] == {"backoffLimit": 2} and cache.get("Job", "ns", "a-1")["status"] == {"succeeded": 1}
     cache.put("ConfigMap", {"kind": "ConfigMap", "metadata": {"name": "a-config", "namespace": "ns", "resourceVersion": "7"}, "data": {"config.pbtxt": "x" * 1000}})
     assert "data" not in cache.get("ConfigMap", "ns", "a-config")
+
+
+def test_kept_objects_share_their_keys_and_short_strings():
+    import json
+
+    cache = OwnedCache()
+    for name in ("a-1", "b-1"):  # parsed separately, as two watch events are
+        cache.put("Job", json.loads(json.dumps(job(name, name[0], "1") | {"status": {"conditions": [{"type": "Complete", "status": "True"}]}})))
+    a, b = cache.get("Job", "ns", "a-1"), cache.get("Job", "ns", "b-1")
+    key_a = next(k for k in a["status"] if k == "conditions")
+    key_b = next(k for k in b["status"] if k == "conditions")
+    assert key_a is key_b and a["status"]["conditions"][0]["status"] is b["status"]["conditions"][0]["status"]
