@@ -74,8 +74,9 @@ def node_operator(real_cluster, node_s3, built_images, tmp_path_factory):
         KUBECONFIG=str(kubeconfig), INFEROPS_ARTIFACT_ROOT="s3://artifacts", INFEROPS_STORAGE_SECRET="inferops-storage",
         INFEROPS_SMOKE_TEST="true", INFEROPS_METRICS_PORT="0", INFEROPS_WEBHOOK=f"local:{free_port()}",
         INFEROPS_RESYNC_SECONDS="3600", INFEROPS_WATCH_SERVER_TIMEOUT="60",
-        # A short tuning: a 2x2x2 grid, four half-second measurements (flags of `inferops tune`).
-        INFEROPS_TUNE_ARGS=json.dumps(["--duration", "0.5", "--max-batch-sizes", "4,16", "--queue-delays-us", "0,2000", "--instance-counts", "1,2", "--budget", "4"]),
+        # A short tuning: a 2x2x2 grid, four half-second measurements (flags of `inferops tune`); max
+        # batch sizes of at least 8, as the inference from the host below sends 8 rows in one request.
+        INFEROPS_TUNE_ARGS=json.dumps(["--duration", "0.5", "--max-batch-sizes", "8,16", "--queue-delays-us", "0,2000", "--instance-counts", "1,2", "--budget", "4"]),
         INFEROPS_TUNING_MAX_MINUTES="3",
     )
     proc = OperatorProcess(cluster, workdir, env)

@@ -174,10 +174,15 @@ def _infer(cluster, status: dict) -> str:
     cluster_ip = cluster.kubectl("get", "service", f"{DEMO_MODEL}-triton", "-n", DEMO_NAMESPACE, "-o", "jsonpath={.spec.clusterIP}").stdout
     x, y = load_digits(return_X_y=True)
     rows = (x[:8] / 16.0).astype(np.float32)
-    request = httpclient.InferInput(INPUT, list(rows.shape), "FP32")
-    request.set_data_from_numpy(rows)
-    scores = httpclient.InferenceServerClient(f"{cluster_ip}:8000").infer(status["report"]["modelName"], [request]).as_numpy(OUTPUT)
-    predicted = scores.argmax(axis=1).tolist()
+    client = httpclient.InferenceServerClient(f"{cluster_ip}:8000")
+    # The tuned max batch size caps the rows of one request (the tuning may choose 4).
+    step = max(1, min(len(rows), int((status.get("batching") or {}).get("maxBatchSize") or len(rows))))
+    predicted = []
+    for start in range(0, len(rows), step):
+        chunk = rows[start:start + step]
+        request = httpclient.InferInput(INPUT, list(chunk.shape), "FP32")
+        request.set_data_from_numpy(chunk)
+        predicted += client.infer(status["report"]["modelName"], [request]).as_numpy(OUTPUT).argmax(axis=1).tolist()
     return f"predicted {predicted} for digits {y[:8].tolist()} ({sum(p == t for p, t in zip(predicted, y[:8]))}/8 right), via {cluster_ip}:8000"
 
 
