@@ -50,7 +50,7 @@ from inferops.triton.instruments import find_perf_analyzer
 from inferops.triton.loadgen import percentiles
 from inferops.triton.python_backend import local_repository
 from inferops.triton.sample_model import SIGNATURE, mlp_to_onnx, train_digits_mlp
-from inferops.triton.search import TuningGrid, batching_for, hill_climb
+from inferops.triton.search import TuningGrid, hill_climb
 from inferops.triton.server import TritonServer, free_port, wheel_paths
 from inferops.triton.tuner import Profiler
 
