@@ -51,6 +51,48 @@ def name_nodes(path: Path) -> None:
         onnx.save(model, str(path))
 
 
+def split_gemms(path: Path) -> int:
+    """Rewrite each plain Gemm with a constant weight (alpha = beta = 1, no transA) as MatMul (under
+    the Gemm's own name) + Add. ONNX Runtime's dynamic quantizer splits a Gemm into new nodes of its
+    own naming, so nodes_to_exclude / nodes_to_quantize never match it: without this a Gemm model's
+    (the digits DenseChain, torch's exporter for nn.Linear) accuracy-aware search changed nothing
+    and every candidate was full int8. Returns how many were rewritten."""
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    nodes, count = [], 0
+    for node in graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        plain = attrs.get("alpha", 1.0) == 1.0 and attrs.get("beta", 1.0) == 1.0 and not attrs.get("transA", 0)
+        if node.op_type != "Gemm" or not plain or len(node.input) < 2 or node.input[1] not in inits:
+            nodes.append(node)
+            continue
+        weight = node.input[1]
+        if attrs.get("transB", 0):
+            transposed = f"{weight}_t"
+            if transposed not in inits:
+                inits[transposed] = numpy_helper.from_array(np.ascontiguousarray(numpy_helper.to_array(inits[weight]).T), transposed)
+                graph.initializer.append(inits[transposed])
+            weight = transposed
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        product = f"{node.output[0]}_matmul" if bias else node.output[0]
+        nodes.append(helper.make_node("MatMul", [node.input[0], weight], [product], name=node.name))
+        if bias:
+            nodes.append(helper.make_node("Add", [product, bias], [node.output[0]], name=f"{node.name}_bias"))
+        count += 1
+    if count:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        used = {i for n in graph.node for i in n.input}
+        kept = [i for i in graph.initializer if i.name in used or i.name in {o.name for o in graph.output}]
+        del graph.initializer[:]
+        graph.initializer.extend(kept)
+        onnx.save(model, str(path))
+    return count
+
+
 def weighted_layers(path: Path) -> list[tuple[str, str, str]]:
     """(node name, op, weight initializer) of each node the quantizer gives int8 weights."""
     model = onnx.load(str(path))
@@ -70,6 +112,8 @@ def search(pre: Path, quantize: Quantize, ctx: RecipeContext, recipe: str) -> tu
         raise RecipeError("accuracyAware needs the original model's metric and the budget (the pipeline gives both)")
     max_attempts = ctx.param("maxAttempts", 32, int)
     name_nodes(pre)
+    if split_gemms(pre):
+        log.info("Gemm layers rewritten as MatMul + Add, so that the quantizer's node names match")
     layers = weighted_layers(pre)
     attempts: list[_Candidate] = []
 
