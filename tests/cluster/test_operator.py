@@ -39,7 +39,9 @@ spec:
 """
 
 
-def model_manifest(name: str, *, recipe: str = "quantize-int8-dynamic", hardware: str = "test-l4", replicas: int = 1, extra_opt: str = "") -> str:
+def model_manifest(name: str, *, recipe: str = "quantize-int8-dynamic", hardware: str = "test-l4", replicas: int = 1, extra_opt: str = "", batching: str = "disabled") -> str:
+    """Batching off by default: with `auto` a tuning Job on the class's nodes comes between the
+    optimization Job and the Deployment (tests/cluster/test_tuning.py), which these tests are not about."""
     return f"""
 apiVersion: inferops.dev/v1alpha1
 kind: InferenceModel
@@ -51,7 +53,7 @@ spec:
     outputs: [{{name: probabilities, datatype: FP32, dims: [10]}}]
   optimization: {{recipe: "{recipe}"{extra_opt}}}
   hardware: {{class: {hardware}}}
-  serving: {{replicas: {replicas}}}
+  serving: {{replicas: {replicas}, dynamicBatching: {{mode: {batching}}}}}
 """
 
 
@@ -75,8 +77,9 @@ def get(cluster, namespace: str, kind: str, name: str) -> dict:
     return json.loads(cluster.kubectl("get", kind, name, "-n", namespace, "-o", "json").stdout)
 
 
-def names(cluster, namespace: str, kind: str, model: str) -> list[str]:
-    out = cluster.kubectl("get", kind, "-n", namespace, "-l", f"inferops.dev/model={model}", "-o", "jsonpath={.items[*].metadata.name}").stdout
+def names(cluster, namespace: str, kind: str, model: str, component: str | None = None) -> list[str]:
+    selector = f"inferops.dev/model={model}" + (f",app.kubernetes.io/component={component}" if component else "")
+    out = cluster.kubectl("get", kind, "-n", namespace, "-l", selector, "-o", "jsonpath={.items[*].metadata.name}").stdout
     return sorted(out.split())
 
 
@@ -90,14 +93,14 @@ def condition(model: dict, type_: str) -> dict:
 
 
 def test_apply_example_reaches_ready_on_the_right_node(cluster, namespace):
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=model_manifest("digits"))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=model_manifest("digits", batching="auto"))
     model = wait_phase(cluster, namespace, "digits", "Ready")
     assert model["status"]["readyReplicas"] == 1
     assert model["status"]["observedGeneration"] == model["metadata"]["generation"]
     assert condition(model, "Ready")["status"] == "True"
     assert model["status"]["endpoint"] == f"http://digits-triton.{namespace}.svc:8000"
 
-    jobs = names(cluster, namespace, "jobs", "digits")
+    jobs = names(cluster, namespace, "jobs", "digits", component="optimizer")  # auto: its tuning Job is the other
     assert jobs == [model["status"]["jobName"]]
     pods = json.loads(cluster.kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=serving", "-o", "json").stdout)["items"]
     assert [p["spec"]["nodeName"] for p in pods] == ["gpu-l4-node-0"]
