@@ -122,6 +122,14 @@ def test_the_chart_runs_the_operator_in_the_cluster_and_it_serves_a_model(real_c
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert "smoke inference" in ready["message"], ready  # sent by the operator pod through the Service
 
+    # The pull step is pinned to what the Job says it published (its termination message).
+    pods = json.loads(real_cluster.kubectl("get", "pods", "-n", tenant, "-l", f"batch.kubernetes.io/job-name={status['jobName']}", "-o", "json").stdout)["items"]
+    said = {s["state"]["terminated"].get("message", "") for p in pods for s in p["status"].get("containerStatuses", []) if s["name"] == "optimize" and "terminated" in s["state"]}
+    deployment = json.loads(real_cluster.kubectl("get", "deployment", "digits-triton", "-n", tenant, "-o", "json").stdout)
+    (pull,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    digest = pull["args"][pull["args"].index("--digest") + 1]
+    assert digest.startswith("sha256:") and said == {f"published {digest}"}, (said, pull["args"])
+
     # Every status write came from the operator pod's ServiceAccount token.
     user = f"system:serviceaccount:{installed.namespace}:{installed.service_account}"
     writes = [e for e in real_cluster.audit_writes(user) if e.get("objectRef", {}).get("namespace") == tenant]
