@@ -31,8 +31,10 @@ def limit_malloc_arenas(arenas: int) -> bool:
 
     glibc gives threads their own arenas, up to 8 a core, and keeps what they freed: the
     operator's I/O threads parse API responses, and at 1,000 models one arena held 50 MiB of the
-    operator's 196 MiB (read from /proc/PID/smaps). Fewer arenas reuse what was freed. False
-    where there is no glibc (musl, macOS): nothing to cap there."""
+    operator's 196 MiB (read from /proc/PID/smaps). Fewer arenas reuse what was freed. Measured
+    alone at 1,000 models it changed the peak by less than the noise (194.6 -> 195.9 MiB): most
+    of that arena was live data, which the cache now copies out (cache.compact). False where
+    there is no glibc (musl, macOS): nothing to cap there."""
     import ctypes
     import ctypes.util
 
