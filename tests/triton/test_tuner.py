@@ -112,6 +112,25 @@ def test_a_candidate_that_fails_in_a_duel_is_a_bad_point():
     assert result.best.point == (8, 0, 2) and result.best.throughput_per_s == 1000.0
 
 
+def test_a_refused_start_point_is_left_for_neighbours_measured_alone():
+    """The start (8, 0, 2) fails to load (say two instances do not fit): a duel would load it
+    again beside every candidate and blame the candidate; the neighbours are measured alone."""
+    duels = []
+
+    def measure(point):
+        if point == (8, 0, 2):
+            return Measurement(point, 0.0, math.inf, math.inf, "InferenceServerException: load failed")
+        return Measurement(point, 1000.0 if point == (16, 1000, 2) else 500.0, 5.0, 10.0)
+
+    def duel(incumbent, candidate):
+        duels.append((incumbent, candidate))
+        return measure(incumbent), measure(candidate)
+
+    result = hill_climb(measure, GRID, objective_ms=50, concurrency=16, cores=2, duel=duel)
+    assert result.best.point == (16, 1000, 2) and result.best.error is None
+    assert duels and all((8, 0, 2) not in pair for pair in duels)
+
+
 def test_an_incumbent_caught_stalling_in_a_later_duel_gives_way_to_the_best_point_seen():
     """(16, 0, 1) wins its first duel by luck (its batcher did not stall in that window); a later
     duel catches it over the objective. The climber goes back to the best point it had measured,
