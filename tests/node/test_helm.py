@@ -11,7 +11,7 @@ import time
 import pytest
 
 from inferops.devcluster import local_images
-from inferops.devcluster.chart_install import install_operator
+from inferops.devcluster.chart_install import TENANT_SECRET, install_operator, tenant_storage_secret
 from inferops.devcluster.node import LABELS
 from inferops.devcluster.podaccess import API_SERVICE_IP
 
@@ -104,8 +104,10 @@ class PodLogs:
         return self.cluster.kubectl("logs", "-n", self.namespace, "deployment/inferops", f"--tail={lines}", check=False).stdout
 
 
-def test_the_chart_runs_the_operator_in_the_cluster_and_it_serves_a_model(real_cluster, in_cluster_operator, tenant, digits_in_s3):
+def test_the_chart_runs_the_operator_in_the_cluster_and_it_serves_a_model(real_cluster, in_cluster_operator, tenant, digits_in_s3, node_s3):
     installed, images = in_cluster_operator
+    # The namespace's own artifact keys (operator.tenantStorageSecret): they reach s3://artifacts/<tenant>/ only.
+    tenant_storage_secret(real_cluster, node_s3, tenant)
     (pod,) = json.loads(real_cluster.kubectl("get", "pods", "-n", installed.namespace, "-l", "app.kubernetes.io/name=inferops", "-o", "json").stdout)["items"]
     assert pod["spec"]["serviceAccountName"] == installed.service_account
     assert pod["spec"]["nodeName"] == real_cluster.nodes[0].name and pod["status"]["phase"] == "Running"
@@ -129,6 +131,12 @@ def test_the_chart_runs_the_operator_in_the_cluster_and_it_serves_a_model(real_c
     (pull,) = deployment["spec"]["template"]["spec"]["initContainers"]
     digest = pull["args"][pull["args"].index("--digest") + 1]
     assert digest.startswith("sha256:") and said == {f"published {digest}"}, (said, pull["args"])
+    # Both ran with the namespace's keys, never the platform's, and published under its prefix.
+    job = json.loads(real_cluster.kubectl("get", "job", status["jobName"], "-n", tenant, "-o", "json").stdout)
+    (optimize,) = job["spec"]["template"]["spec"]["containers"]
+    assert optimize["envFrom"][0] == {"secretRef": {"name": TENANT_SECRET}} and pull["envFrom"] == [{"secretRef": {"name": TENANT_SECRET}}]
+    assert not any(e.get("secretRef", {}).get("name") == installed.storage_secret for e in optimize["envFrom"])
+    assert status["artifactUri"].startswith(f"s3://artifacts/{tenant}/digits/"), status["artifactUri"]
 
     # Every status write came from the operator pod's ServiceAccount token.
     user = f"system:serviceaccount:{installed.namespace}:{installed.service_account}"

@@ -8,8 +8,10 @@ images built here (local_images.py) and the local S3 (s3.py) as the artifact sto
 
 The operator then runs in the cluster as the chart's ServiceAccount, on the real node (its
 pod's nodeSelector), reaching the API server through the `kubernetes` Service (podaccess.py).
-Models' namespaces need the platform's storage Secret too (the Jobs and Triton pods get it):
-`storage_secret(cluster, s3, namespace)` makes it.
+Models' namespaces need their own artifact-store Secret (the Jobs and Triton pods get it, the
+chart's operator.tenantStorageSecret): `tenant_storage_secret(cluster, s3, namespace)` makes
+one whose keys reach only s3://artifacts/<namespace>/. The platform's (`storage_secret`, all of
+the store) stays in the operator's namespace, for its report reads.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from pathlib import Path
 from . import binaries
 from .node import LABELS
 from .s3 import S3Server
+from .s3_tenants import grant_prefix
 
 CHART = Path(__file__).resolve().parents[3] / "charts" / "inferops"
 RELEASE = "inferops"
 STORAGE_SECRET = "inferops-storage"
+TENANT_SECRET = "inferops-artifacts"  # in each model namespace: keys for <root>/<namespace>/ only
 ARTIFACT_BUCKET = "artifacts"
 
 
@@ -51,6 +55,16 @@ def storage_secret(cluster, s3: S3Server, namespace: str, name: str = STORAGE_SE
     cluster.kubectl("apply", "-f", "-", input=json.dumps(secret))
 
 
+def tenant_storage_secret(cluster, s3: S3Server, namespace: str) -> S3Server:
+    """The namespace's own artifact-store Secret: the keys of a user of `s3` that may read, write
+    and list only s3://artifacts/<namespace>/ (s3_tenants.py). Returns the store as that user sees it."""
+    if ARTIFACT_BUCKET not in {b["Name"] for b in s3.client().list_buckets().get("Buckets", [])}:
+        s3.make_bucket(ARTIFACT_BUCKET)
+    keys = grant_prefix(s3, ARTIFACT_BUCKET, f"{namespace}/", namespace)
+    storage_secret(cluster, keys, namespace, TENANT_SECRET)
+    return keys
+
+
 def chart_values(images: dict[str, str], artifact_root: str) -> dict:
     repository, tag = images["operator"].rsplit(":", 1)
     return {
@@ -61,6 +75,7 @@ def chart_values(images: dict[str, str], artifact_root: str) -> dict:
             "optimizerImage": images["optimizer"],
             "tritonImage": images["triton-cpu"],
             "storageSecret": STORAGE_SECRET,
+            "tenantStorageSecret": TENANT_SECRET,
             "smokeTest": True,
         },
         # The real node runs containers; kwok's fake nodes would only pretend to.

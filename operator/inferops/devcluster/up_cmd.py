@@ -122,7 +122,7 @@ def _apply(cluster, obj: dict, namespace: str | None = None) -> None:
 
 
 def _deploy_demo(cluster, s3, images: dict, data: dict) -> None:
-    from .chart_install import storage_secret
+    from .chart_install import storage_secret, tenant_storage_secret
     from .node import LABELS
 
     _apply(cluster, {
@@ -132,7 +132,7 @@ def _deploy_demo(cluster, s3, images: dict, data: dict) -> None:
     })
     if cluster.kubectl("get", "namespace", DEMO_NAMESPACE, check=False).returncode != 0:
         cluster.create_namespace(DEMO_NAMESPACE)
-    storage_secret(cluster, s3, DEMO_NAMESPACE)  # the platform's artifact store, for the Job and the pull step
+    tenant_storage_secret(cluster, s3, DEMO_NAMESPACE)  # the namespace's own prefix of the artifact store, for the Job and the pull step
     storage_secret(cluster, s3, DEMO_NAMESPACE, "demo-s3")  # the team's own, to read its model
     _apply(cluster, {
         "apiVersion": "inferops.dev/v1alpha1", "kind": "InferenceModel", "metadata": {"name": DEMO_MODEL},
