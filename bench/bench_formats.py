@@ -84,6 +84,9 @@ def torch_model(work: Path):
 def keras_model(work: Path):
     """The test suite's Keras CNN (NHWC); the framework's predict is a tf.function graph."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "triton" not in sys.modules:
+        # TensorFlow's LLVM and OpenAI Triton's in one process abort it (Triton loaded second): torch runs without it.
+        sys.modules["triton"] = None
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(1)

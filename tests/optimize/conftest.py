@@ -106,6 +106,7 @@ def tensorflow():
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    keep_llvm_single()
     try:
         import tensorflow as module
         import tf2onnx  # noqa: F401
@@ -114,3 +115,15 @@ def tensorflow():
             pytest.fail("CI runs the tensorflow tests: install the tensorflow extra (pip install -e '.[test,tensorflow]')")
         pytest.skip("tensorflow or tf2onnx is not installed: pip install -e '.[test,tensorflow]' to run the Keras / SavedModel tests")
     return module
+
+
+def keep_llvm_single() -> None:
+    """TensorFlow and OpenAI Triton (which torch imports, if installed, when torch._dynamo loads)
+    each carry LLVM: Triton's loaded after TensorFlow's aborts the process ("CommandLine Error:
+    Option 'bitcode-mdindex-threshold' registered more than once!"). One test session imports
+    both frameworks; these CPU tests never need Triton, so torch is told it is absent, unless it
+    is already loaded (that order is safe). The optimizer itself loads one framework per Job."""
+    import sys
+
+    if "triton" not in sys.modules:
+        sys.modules["triton"] = None  # `import triton` raises ImportError: torch runs without it

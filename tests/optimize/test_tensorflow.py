@@ -140,3 +140,19 @@ def test_without_the_extra_the_format_names_it_before_fetching(tmp_path, monkeyp
     monkeypatch.setattr(model_io, "has_extra", lambda extra: False)
     code, report = run_optimize("--model", f"file://{tmp_path / 'absent.keras'}", "--format", "keras", "--recipe", "none", "--output", f"file://{tmp_path / 'repo'}")
     assert code == 2 and "inferops[optimize,tensorflow]" in report["notes"][-1], report["notes"][-1]
+
+
+def test_a_saved_model_archive_reaching_outside_its_folder_is_refused(tensorflow, tmp_path):
+    import io
+
+    archive = tmp_path / "evil.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        pb = tarfile.TarInfo("m/saved_model.pb")
+        pb.size = 4
+        tar.addfile(pb, io.BytesIO(b"\0\0\0\0"))
+        link = tarfile.TarInfo("m/variables")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc"
+        tar.addfile(link)
+    code, report = run_optimize("--model", f"file://{archive}", "--recipe", "none", "--output", f"file://{tmp_path / 'repo'}")
+    assert code == 2 and "not a plain file or folder" in report["notes"][-1], report["notes"][-1]
+    assert not (tmp_path / "repo").exists()

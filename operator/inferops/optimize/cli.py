@@ -20,9 +20,13 @@ model (--format, else what the file's name or content says):
                exported to ONNX without torch
   torchscript  a TorchScript archive (torch.jit.save); needs --inputs; torch extra
   pytorch      a torch.export program (.pt2, torch.export.save); torch extra
-  Pickled nn.Modules (torch.save) are refused: loading one runs arbitrary code. TorchScript and
-  .pt2 models are converted to ONNX with a free batch dimension and compared with the original
-  (eval rows or generated inputs) before any recipe. tensorrt-plan is refused: already compiled.
+  keras        a Keras 3 .keras file (model.save), loaded in safe mode; tensorflow extra
+  savedmodel   a TensorFlow SavedModel folder or a .tar.gz of one (serving_default signature);
+               tensorflow extra (tf2onnx)
+  Pickled nn.Modules (torch.save) and .keras files holding Python code (Lambda layers) are
+  refused: loading one runs arbitrary code. These four formats are converted to ONNX with a free
+  batch dimension and compared with the original (eval rows or generated inputs) before any
+  recipe. tensorrt-plan is refused: already compiled.
   accuracyAware=true (int8 recipes): keep the costliest layers in float until the budget holds.
 
 eval data (--eval-data):

@@ -61,7 +61,7 @@ class OptimizeFailed(Exception):
 
 def default_model_name(uri: str) -> str:
     stem = uri.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
-    stem = re.sub(r"\.(onnx|safetensors|pt2|pt|pth|ts|torchscript)$", "", stem)
+    stem = re.sub(r"\.(onnx|safetensors|pt2|pt|pth|ts|torchscript|keras|tar\.gz|tgz)$", "", stem)
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", stem).strip("-.") or "model"
     return name[:128]
 

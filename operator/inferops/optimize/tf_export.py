@@ -47,13 +47,24 @@ def saved_model_dir(fetched: Path, workdir: Path) -> Path:
             raise ModelError(f"format savedmodel: {fetched.name} is neither a SavedModel folder nor a .tar.gz of one")
         target = workdir / "savedmodel"
         with tarfile.open(fetched) as tar:
-            tar.extractall(target, filter="data")  # refuses links out, absolute paths, devices
+            tar.extractall(target, members=_safe_members(tar, fetched.name), **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
         fetched = target
     candidates = [fetched] if (fetched / "saved_model.pb").is_file() else sorted(p.parent for p in fetched.rglob("saved_model.pb"))
     if len(candidates) != 1:
         found = sorted(p.name for p in fetched.iterdir())[:20]
         raise ModelError(f"format savedmodel: expected one SavedModel (a folder with saved_model.pb), found {len(candidates)} among {found}")
     return candidates[0]
+
+
+def _safe_members(tar: tarfile.TarFile, name: str) -> list[tarfile.TarInfo]:
+    """Regular files and folders inside the target only. Python's "data" filter says the same where
+    it exists (3.11.4+); Debian bookworm's python3.11, the images' Python, may predate it."""
+    members = tar.getmembers()
+    for m in members:
+        parts = Path(m.name).parts
+        if not (m.isfile() or m.isdir()) or m.name.startswith("/") or ".." in parts:
+            raise ModelError(f"format savedmodel: {name} holds {m.name!r}, which is not a plain file or folder inside the archive; refused")
+    return members
 
 
 def is_saved_model_archive(path: Path) -> bool:
@@ -94,13 +105,15 @@ def _convert_keras(path: Path, tf, hint: Signature):
         raise
     if not getattr(km, "inputs", None):
         raise ModelError(f"format keras: {path.name} records no inputs (a subclassed model never called?); save a functional or Sequential model, or call it once before saving")
+    # The spec's names, where given, in the order the model lists its tensors (the counts must agree).
     model_names = [t.name for t in km.inputs]
-    in_names = [hint.inputs[i].name if hint.inputs else n for i, n in enumerate(model_names)]
-    _renamed(model_names, in_names if hint.inputs else [], "inputs")  # counts must agree
+    in_names = [t.name for t in hint.inputs] if hint.inputs else model_names
+    _renamed(model_names, in_names, "inputs")
     specs = [tf.TensorSpec((None, *t.shape[1:]), t.dtype, name=n) for t, n in zip(km.inputs, in_names)]
     outputs = km.outputs if isinstance(km.outputs, (list, tuple)) else [km.outputs]
-    out_names = [t.name for t in hint.outputs] if hint.outputs else [f"output_{i}" for i in range(len(outputs))]
-    _renamed([f"output_{i}" for i in range(len(outputs))], out_names if hint.outputs else [], "outputs")
+    default_out = [f"output_{i}" for i in range(len(outputs))]  # as a SavedModel's serving_default says
+    out_names = [t.name for t in hint.outputs] if hint.outputs else default_out
+    _renamed(default_out, out_names, "outputs")
 
     def call(*args):
         result = km(list(args) if len(args) > 1 else args[0], training=False)
@@ -114,7 +127,7 @@ def _convert_keras(path: Path, tf, hint: Signature):
         got = fn(*[tf.constant(chunk[n]) for n in in_names])
         return [got[n].numpy() for n in [o.name for o in proto.graph.output]]
 
-    return proto, in_names, run, f"keras.saving.load_model + tf.function, tf2onnx.convert.from_function", {"keras": keras.__version__}
+    return proto, in_names, run, "keras.saving.load_model + tf.function, tf2onnx.convert.from_function", {"keras": keras.__version__}
 
 
 def _convert_saved_model(folder: Path, tf, hint: Signature):
