@@ -50,7 +50,7 @@ from inferops.triton.instruments import find_perf_analyzer
 from inferops.triton.loadgen import percentiles
 from inferops.triton.python_backend import local_repository
 from inferops.triton.sample_model import SIGNATURE, mlp_to_onnx, train_digits_mlp
-from inferops.triton.search import TuningGrid, batching_for, hill_climb
+from inferops.triton.search import TuningGrid, hill_climb
 from inferops.triton.server import TritonServer, free_port, wheel_paths
 from inferops.triton.tuner import Profiler
 
@@ -184,6 +184,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=12, help="head-to-head rounds")
     parser.add_argument("--slice", type=float, default=1.0, help="seconds each config is driven per round")
     parser.add_argument("--stability", type=int, default=25, help="Model Analyzer's perf_analyzer stability percentage (its default, 10, never settles on a busy 2-core machine)")
+    parser.add_argument("--inferops-measure-with", choices=("perf_analyzer", "inferops-loadgen"),
+                        help="InferOps's instrument while it searches (default: perf_analyzer, found as for the judge)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     perf_analyzer = find_perf_analyzer()
@@ -198,7 +200,7 @@ def main() -> int:
         repository = build_repository(root)
         wrapper = server_wrapper(root)
 
-        with Profiler(repository, MODEL, concurrency=args.concurrency, duration_s=args.duration) as profiler:
+        with Profiler(repository, MODEL, concurrency=args.concurrency, duration_s=args.duration, measure_with=args.inferops_measure_with) as profiler:
             started = time.monotonic()
             climb = hill_climb(profiler.measure, grid, args.objective_ms, concurrency=args.concurrency, duel=profiler.duel)
             results["inferops"] = {"choice": climb.report().chosen, "measurements": climb.measurements, "wall_s": time.monotonic() - started,

@@ -20,7 +20,6 @@ import copy
 import itertools
 import json
 import math
-import os
 import shutil
 import statistics
 import time
@@ -327,7 +326,3 @@ class ServerProfiler:
             m = Measurement(point, 0.0, math.inf, math.inf, f"{type(error).__name__}: {error}")
         return self._record(m)
 
-
-def env_flag(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None

@@ -284,8 +284,9 @@ class Climb:
 
     def evaluate(self, point: Point, incumbent: Measurement) -> tuple[Measurement, Measurement]:
         """The candidate's measurement and the incumbent's to compare it with. A duel's view of
-        the incumbent is added to the incumbent's record."""
-        if self.duel is None or point in self.cache.measured:
+        the incumbent is added to the incumbent's record. An incumbent that failed (the start
+        point refused) cannot serve beside the candidate: the candidate is measured alone."""
+        if self.duel is None or point in self.cache.measured or incumbent.error is not None:
             return self.cache(point), incumbent
         self.calls += 1
         seen_incumbent, m = self.duel(incumbent.point, point)

@@ -45,18 +45,7 @@ from inferops.api.report import TuningReport
 from .config import parse_model_config
 from .profiler import ServerProfiler
 from .python_backend import ONNX_FILE, to_python_backend
-from .search import (  # noqa: F401 - the search's names, for the callers of this module
-    Measurement,
-    Point,
-    SearchResult,
-    TuningGrid,
-    batching_for,
-    better,
-    exhaustive,
-    hill_climb,
-    start_point,
-    usable_cores,
-)
+from .search import Measurement, TuningGrid, batching_for, exhaustive, hill_climb  # noqa: F401 - also for this module's callers
 
 
 class Profiler(ServerProfiler):
