@@ -12,6 +12,8 @@ lupa = pytest.importorskip("lupa.lua51")
 
 from inferops.api.hardware_class import HardwareClass  # noqa: E402
 from inferops.api.inference_model import InferenceModel  # noqa: E402
+from inferops.api.report import OptimizationReport, TuningReport  # noqa: E402
+from inferops.api.tensors import BatchingConfig  # noqa: E402
 from inferops.reconcile.children import ModelRef  # noqa: E402
 from inferops.reconcile.naming import job_name, optimization_hash  # noqa: E402
 from inferops.reconcile.plan import Observed, SmokeResult, desired_state  # noqa: E402
@@ -105,6 +107,19 @@ def _job(condition: dict | None) -> dict:
     return {"metadata": {"name": name}, "status": {"conditions": [condition] if condition else []}}
 
 
+def _ready() -> Observed:
+    """Optimized (its report read), tuned (its tuning Job published a choice), serving, answering."""
+    report = OptimizationReport(artifact_uri="s3://artifacts/default/digits-cpu/x", model_name="digits-cpu", backend="onnxruntime")
+    observed = Observed(hardware_class=_cpu_class(), jobs=[_job({"type": "Complete", "status": "True"})], deployment=READY_DEPLOYMENT, report=report, smoke=SmokeResult(True, "1 inference ok"))
+    doc = yaml.safe_load((EXAMPLES / "cpu-onnx-model.yaml").read_text())
+    ref = ModelRef(doc["metadata"]["name"], "default", "uid-1", 1, InferenceModel.model_validate({"spec": doc["spec"]}).spec)
+    tuning_job = desired_state(ref, observed, OperatorSettings(), NOW).tuning_job_name
+    if tuning_job:
+        observed.jobs.append({"metadata": {"name": tuning_job}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}})
+        observed.tuning = TuningReport(chosen=BatchingConfig(max_batch_size=8), throughput_per_s=500.0, p99_ms=20.0, latency_objective_ms=100.0, measurements=5, grid_size=36)
+    return observed
+
+
 READY_DEPLOYMENT = {"metadata": {"generation": 1}, "spec": {"replicas": 2}, "status": {"observedGeneration": 1, "readyReplicas": 2, "updatedReplicas": 2, "replicas": 2}}
 
 
@@ -119,7 +134,7 @@ READY_DEPLOYMENT = {"metadata": {"generation": 1}, "spec": {"replicas": 2}, "sta
             "Job has reached the specified backoff limit",
         ),
         (
-            lambda: Observed(hardware_class=_cpu_class(), jobs=[_job({"type": "Complete", "status": "True"})], deployment=READY_DEPLOYMENT, report_error="no report", smoke=SmokeResult(True, "1 inference ok")),
+            lambda: _ready(),
             "Healthy",
             "2 replica(s) ready at http://digits-cpu-triton.default.svc:8000",
         ),
