@@ -28,3 +28,18 @@ def merge_conditions(previous: list[dict[str, Any]], current: list[dict[str, Any
             }
         )
     return merged
+
+
+def job_state(job: dict[str, Any] | None, what: str) -> tuple[str, str, str]:
+    """(state, reason, message) of the `what` (optimization, tuning) Job; state: absent, running,
+    succeeded or failed."""
+    if job is None:
+        return "absent", "", ""
+    for cond in job.get("status", {}).get("conditions", []) or []:
+        if cond.get("status") != "True":
+            continue
+        if cond.get("type") == "Complete":
+            return "succeeded", "JobSucceeded", ""
+        if cond.get("type") == "Failed":
+            return "failed", cond.get("reason") or "JobFailed", cond.get("message") or f"the {what} Job failed"
+    return "running", "JobRunning", f"{what} Job {job['metadata']['name']} is running"

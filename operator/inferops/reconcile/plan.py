@@ -10,7 +10,7 @@ from ..api.outcomes import REASON_OF_EXIT
 from ..api.report import OptimizationReport, TuningReport
 from ..triton.config import ModelConfigError
 from .children import ModelRef, Revision, artifact_uri, desired_job, desired_serving, endpoint, label_selector, model_signature, repository_model_name, smoke_url
-from .conditions import condition, merge_conditions
+from .conditions import condition, job_state, merge_conditions
 from .images import image_refusals, refusal_message
 from .naming import job_name, optimization_hash
 from .tuning_plan import TuningOutcome, plan_tuning
@@ -74,20 +74,6 @@ class Plan:
     tuning_uri: str | None = None  # where the current tuning Job publishes its TuningReport
     needs_tuning_report: bool = False
     needs_tuning_termination: bool = False  # the current tuning Job failed: read why from its pods
-
-
-def _job_state(job: dict[str, Any] | None) -> tuple[str, str, str]:
-    """(state, reason, message) with state one of absent, running, succeeded, failed."""
-    if job is None:
-        return "absent", "", ""
-    for cond in job.get("status", {}).get("conditions", []) or []:
-        if cond.get("status") != "True":
-            continue
-        if cond.get("type") == "Complete":
-            return "succeeded", "JobSucceeded", ""
-        if cond.get("type") == "Failed":
-            return "failed", cond.get("reason") or "JobFailed", cond.get("message") or "the optimization Job failed"
-    return "running", "JobRunning", f"optimization Job {job['metadata']['name']} is running"
 
 
 def _deployment_ready(deployment: dict[str, Any] | None, replicas: int) -> tuple[bool, int, int]:
@@ -157,7 +143,7 @@ def desired_state(model: ModelRef, observed: Observed, settings: OperatorSetting
     jobs = {j["metadata"]["name"]: j for j in observed.jobs}
     plan.delete_jobs = sorted(n for n in jobs if n != current_job_name)
     job = jobs.get(current_job_name)
-    state, reason, message = _job_state(job)
+    state, reason, message = job_state(job, "optimization")
     if state == "absent":
         state = _committed_instead_of_job(observed, plan)
     if state not in ("succeeded", "committed"):

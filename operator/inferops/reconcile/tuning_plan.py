@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..api.hardware_class import HardwareClassSpec
 from .children import ModelRef, Revision
-from .conditions import condition
+from .conditions import condition, job_state
 from .naming import SPEC_HASH
 from .settings import OperatorSettings
 from .tuning import EXIT_TUNING_FAILED, TUNING_COMPONENT, desired_tuning_job, tuning_target
@@ -61,7 +61,7 @@ def plan_tuning(
     plan.status["tuningJobName"] = target.job_name
     plan.delete_jobs = [n for n in plan.delete_jobs if n != target.job_name]
     job = next((j for j in observed.jobs if j["metadata"]["name"] == target.job_name), None)
-    state, reason, message = _job_state(job)
+    state, reason, message = job_state(job, "tuning")
     if state != "succeeded":
         plan.apply.append(desired_tuning_job(model, hardware, revision, target, settings))
     require = model.spec.serving.dynamic_batching.require_tuning
@@ -113,20 +113,6 @@ def _failure_message(termination: "JobTermination | None", reason: str, message:
         said = termination.message.strip() or f"the tuner exited with code {termination.exit_code}"
         return f"{said} (Job {job}; not retried)"
     return f"{reason}: {message} (Job {job})"
-
-
-def _job_state(job: dict[str, Any] | None) -> tuple[str, str, str]:
-    """(state, reason, message) of the tuning Job; state: absent, running, succeeded, failed."""
-    if job is None:
-        return "absent", "", ""
-    for cond in job.get("status", {}).get("conditions", []) or []:
-        if cond.get("status") != "True":
-            continue
-        if cond.get("type") == "Complete":
-            return "succeeded", "", ""
-        if cond.get("type") == "Failed":
-            return "failed", cond.get("reason") or "JobFailed", cond.get("message") or "the tuning Job failed"
-    return "running", "", ""
 
 
 def _tuning_job_of(observed: "Observed", name: str, artifact_hash: str) -> bool:
