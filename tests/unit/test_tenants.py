@@ -231,7 +231,7 @@ class _JobKube:
 def test_a_report_rewritten_after_the_job_published_is_refused(monkeypatch):
     import asyncio
 
-    import inferops.reconciler as reconciler_module
+    import inferops.model_reads as reconciler_module
     from inferops.reconcile.tenancy import published_digest
     from inferops.reconciler import Reconciler
 
