@@ -62,7 +62,9 @@ def models(count: int) -> str:
                     },
                     "optimization": {"recipe": "quantize-int8-dynamic"},
                     "hardware": {"class": "bench-cpu"},
-                    "serving": {"replicas": 1},
+                    # Batching chosen in the spec: with `auto` each model also gets a tuning Job
+                    # on its class's nodes, which kwok completes without a result to read.
+                    "serving": {"replicas": 1, "dynamicBatching": {"mode": "explicit", "maxBatchSize": 8}},
                 },
             }
         )
