@@ -9,8 +9,8 @@ Each N runs twice, each on a fresh control plane (bench_operator.bench_cluster):
     operator's own content), then, once that Job succeeded on kwok, its ConfigMap, Deployment
     and Service; timed until every Deployment is available. ownerReferences are dropped: there is
     no InferenceModel to own them, and the garbage collector would delete orphans.
-(b) operator: the models applied with kubectl; each model's report.json seeded first where its
-    Job would write it (kwok pods publish nothing); timed until every model is Ready.
+(b) operator: the models applied with kubectl; each Job's report.json committed where the Job
+    would write it once kwok completes it (kwok pods publish nothing); timed until every model is Ready.
 Printed: operator/baseline ratio; the operator's phase latencies from object timestamps (one
 second resolution), p50/p99; its API requests/s converging and at rest (audit log); its peak
 RSS; the machine's load average. --profile DIR runs the operator under py-spy (if installed).
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import os
@@ -40,6 +41,7 @@ from kubernetes import client as k8s, config as k8s_config  # noqa: E402
 from inferops.api.hardware_class import HardwareClassSpec  # noqa: E402
 from inferops.api.inference_model import InferenceModelSpec  # noqa: E402
 from inferops.api.report import OptimizationReport  # noqa: E402
+from inferops.devcluster.kwok_artifacts import KwokPublisher  # noqa: E402
 from inferops.kube import Kube  # noqa: E402
 from inferops.reconcile.children import ModelRef, Revision, artifact_uri, desired_job, desired_serving  # noqa: E402
 from inferops.reconcile.naming import optimization_hash  # noqa: E402
@@ -183,11 +185,16 @@ def run_baseline(count: int, timeout: float) -> dict[str, Any]:
     return {"seconds": round(elapsed, 1), "available": len(available)}
 
 
-def _seed(artifacts: Path, count: int) -> None:
-    for m in _model_refs(count):
-        path = artifacts / m.namespace / m.name / optimization_hash(m.spec, CLASS)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "report.json").write_text(json.dumps(_report(f"file://{path}", m.name)))
+@contextlib.contextmanager
+def _publishing(cluster):
+    """kwok's Job pods publish nothing: this commits each Job's report.json when kwok completes the
+    Job, where and as the optimizer would (devcluster/kwok_artifacts.py). Seeding them before the
+    apply would find every artifact committed, and the operator would (rightly) make no Job."""
+    publisher = KwokPublisher(cluster.kubeconfig).start()
+    try:
+        yield publisher
+    finally:
+        publisher.stop()
 
 
 def _pcts(values: list[float]) -> str:
@@ -257,8 +264,7 @@ def idle_rss(pid: int, seconds: float) -> list[float]:
 
 
 def run_operator(count: int, timeout: float, rest: float, profile: Path | None, env: dict[str, str] | None = None, idle: float = 0) -> dict[str, Any]:
-    with bench_cluster(count, {"INFEROPS_RESYNC_SECONDS": "3600", **(env or {})}) as (cluster, operator):
-        _seed(operator.artifacts, count)
+    with bench_cluster(count, {"INFEROPS_RESYNC_SECONDS": "3600", **(env or {})}) as (cluster, operator), _publishing(cluster):
         kube = _client(cluster.kubeconfig)
         spy = None
         if profile is not None:
