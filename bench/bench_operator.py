@@ -90,7 +90,10 @@ def summarize(events: list[dict]) -> dict[str, int]:
     """Audit events counted by `verb resource[/subresource]`, most frequent first."""
     counts: Counter[str] = Counter()
     for event in events:
-        ref = event["objectRef"]
+        ref = event.get("objectRef")
+        if ref is None:  # a non-resource request (discovery, /version)
+            counts[f"{event['verb']} {event.get('requestURI', '?').split('?')[0]}"] += 1
+            continue
         counts[f"{event['verb']} {ref.get('resource', '?')}" + (f"/{ref['subresource']}" if ref.get("subresource") else "")] += 1
     return dict(counts.most_common())
 
