@@ -56,11 +56,11 @@ def test_file_model_with_external_data_is_optimized_with_its_weights(digits, tmp
 def test_s3_model_with_external_data_in_a_subfolder(digits, s3_server, tmp_path, monkeypatch):
     for key, value in s3_server.env().items():
         monkeypatch.setenv(key, value)
-    model = _save_external(digits, tmp_path / "src", "weights/digits.bin")
+    model = _save_external(digits, tmp_path / "src", "weights/digits #1.bin")
     bucket = s3_server.make_bucket("ext-" + uuid.uuid4().hex[:8])
     client = s3_server.client()
     client.upload_file(str(model), bucket, "in/digits.onnx")
-    client.upload_file(str(tmp_path / "src/weights/digits.bin"), bucket, "in/weights/digits.bin")
+    client.upload_file(str(tmp_path / "src/weights/digits #1.bin"), bucket, "in/weights/digits #1.bin")
     client.upload_file(str(digits.data), bucket, "in/eval.npz")
     code, report = run_optimize("--model", f"s3://{bucket}/in/digits.onnx", "--recipe", "none", "--output", f"s3://{bucket}/out/digits",
                                 "--eval-data", f"s3://{bucket}/in/eval.npz", "--model-name", "digits")

@@ -78,24 +78,33 @@ def external_locations(path: Path) -> list[str]:
     return [safe_location(loc, path.name) for loc in locations(model)]
 
 
-def sibling_uri(uri: str, location: str) -> str:
-    """The URI of `location` in the same folder (prefix) as the model file at `uri`."""
-    parts = urlsplit(uri)
-    folder = parts.path.rsplit("/", 1)[0]
-    rel = quote(location) if parts.scheme.lower() == "https" else location
-    # A presigned query signs the model's own URL, not its neighbours': it is not carried over.
-    return urlunsplit((parts.scheme, parts.netloc, f"{folder}/{rel}", "", ""))
+def sibling_uri(uri: str, location: str):
+    """The ParsedUri of `location` in the same folder (prefix) as the model file at `uri`. Built
+    directly, not as text: a key may hold characters ('?', '#') a URI would read as its query."""
+    from inferops.storage import parse_uri
+    from inferops.storage.uri import ParsedUri
+
+    parsed = parse_uri(uri)
+    path = urlsplit(uri).path if parsed.scheme == "https" else parsed.path
+    folder = path.rsplit("/", 1)[0] if "/" in path else ""
+    key = f"{folder}/{location}" if folder or parsed.scheme == "https" else location
+    if parsed.scheme == "https":
+        # A presigned query signs the model's own URL, not its neighbours': it is not carried over.
+        raw = urlunsplit(("https", parsed.authority, f"{folder}/{quote(location)}", "", ""))
+        return ParsedUri("https", parsed.authority, key.lstrip("/"), raw)
+    shown = f"{parsed.scheme}://{parsed.authority}{'/' if parsed.scheme != 'file' else ''}{key}"
+    return ParsedUri(parsed.scheme, parsed.authority, key, shown)
 
 
 def fetch_model(uri: str, dest: Path) -> Path:
     """Fetch the model at `uri` into `dest`; for a single .onnx file, also the external data files
     its tensors name, from the same folder, beside it. A missing one is NotFound naming it."""
-    from inferops.storage import NotFound, fetch, redact_uri
+    from inferops.storage import NotFound, backend_for, fetch
 
     fetched = fetch(uri, dest, source=True)
     if not fetched.is_file() or fetched.suffix.lower() != ".onnx":
         if fetched.is_dir():
-            for model in fetched.rglob("*.onnx"):
+            for model in fetched.glob("*.onnx"):
                 external_locations(model)  # a folder came whole: only check nothing points out of it
         return fetched
     for location in external_locations(fetched):
@@ -103,15 +112,16 @@ def fetch_model(uri: str, dest: Path) -> Path:
         if target.is_file():
             continue
         source = sibling_uri(uri, location)
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            got = fetch(source, target.parent, source=True)
+            got = backend_for(source, source=True).fetch(target.parent)
         except NotFound as exc:
             raise NotFound(f"{fetched.name} keeps its weights in external data file {location!r}, which is not beside it: {exc}") from None
         if got != target:
             got.replace(target)
         from inferops.optimize.context import log
 
-        log.info("fetched external data %s", redact_uri(source))
+        log.info("fetched external data %s", source)
     return fetched
 
 
