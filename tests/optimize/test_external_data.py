@@ -44,10 +44,11 @@ def _check_artifact(root: Path, digits, report: dict, uri: str) -> None:
     assert report["sizeBytes"]["before"] >= digits.model.stat().st_size  # the weights are counted
 
 
-def test_file_model_with_external_data_is_optimized_with_its_weights(digits, tmp_path):
+@pytest.mark.parametrize("whole_folder", [False, True], ids=["file", "folder"])
+def test_file_model_with_external_data_is_optimized_with_its_weights(digits, tmp_path, whole_folder):
     model = _save_external(digits, tmp_path / "src")
     out = tmp_path / "repo"
-    code, report = run_optimize("--model", f"file://{model}", "--recipe", "quantize-int8-dynamic", "--output", f"file://{out}",
+    code, report = run_optimize("--model", f"file://{model.parent if whole_folder else model}", "--recipe", "quantize-int8-dynamic", "--output", f"file://{out}",
                                 "--eval-data", f"file://{digits.data}", "--model-name", "digits")
     assert code == 0, report["notes"]
     _check_artifact(out, digits, report, f"file://{out}")
