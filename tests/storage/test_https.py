@@ -52,3 +52,28 @@ def test_untrusted_certificate_is_refused(https_server, tmp_path, monkeypatch):
 def test_https_is_read_only(tmp_path):
     with pytest.raises(StorageError, match="read-only"):
         publish(tmp_path, "https://example.com/repo")
+
+
+def test_onnx_model_with_external_data_is_fetched_with_its_weights(https_server, tmp_path, monkeypatch):
+    """The external data files an .onnx names come from the same folder of the server (a presigned
+    query on the model's URL is not carried over to them); the model then runs from the copy."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+
+    from inferops.optimize.dense_chain import DenseChain, Layer
+    from inferops.optimize.external_data import fetch_model
+
+    base, ca, www = https_server
+    monkeypatch.setenv("INFEROPS_CA_BUNDLE", str(ca))
+    rng = np.random.default_rng(0)
+    chain = DenseChain([Layer(rng.standard_normal((16, 32)).astype(np.float32), np.zeros(32, np.float32), "Relu"),
+                        Layer(rng.standard_normal((32, 4)).astype(np.float32), np.zeros(4, np.float32), None)])
+    (www / "ext/my weights").mkdir(parents=True)
+    onnx.save_model(chain.to_onnx(), str(www / "ext/tiny.onnx"), save_as_external_data=True, location="my weights/tiny.bin", size_threshold=0)
+    got = fetch_model(f"{base}/ext/tiny.onnx?X-Amz-Signature=abc", tmp_path)
+    assert (got.parent / "my weights/tiny.bin").read_bytes() == (www / "ext/my weights/tiny.bin").read_bytes()
+    name = onnx.load(str(got), load_external_data=False).graph.input[0].name
+    x = {name: rng.standard_normal((3, 16)).astype(np.float32)}
+    run = lambda p: ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]).run(None, x)[0]  # noqa: E731
+    np.testing.assert_array_equal(run(got), run(www / "ext/tiny.onnx"))

@@ -15,7 +15,8 @@ student=URI, epochs=60, temperature=4, perChannel=true, fuseGelu=true, calibrati
 calibrationMethod=MinMax, precision=FP16.
 
 model (--format, else what the file's name or content says):
-  onnx         an .onnx file or a folder with one
+  onnx         an .onnx file or a folder with one; external data files its tensors name
+               (relative paths beside it, as onnx.save_model writes them) are fetched too
   safetensors  a BERT sentence-encoder folder (config.json + model.safetensors + tokenizer.json),
                exported to ONNX without torch
   torchscript  a TorchScript archive (torch.jit.save); needs --inputs; torch extra

@@ -66,4 +66,7 @@ def metric(model: Path, data: EvalData, reference: np.ndarray | None) -> float:
 
 
 def size_bytes(model: Path) -> int:
-    return model.stat().st_size
+    """The .onnx file and the external data files its tensors name (the weights of large models)."""
+    from .external_data import total_size
+
+    return total_size(model)

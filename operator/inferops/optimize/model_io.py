@@ -44,8 +44,9 @@ class LoadedModel:
 
 def check_onnx(path: Path) -> onnx.ModelProto:
     try:
+        # By path: the checker then reads external data files itself (a loaded model over 2 GB cannot be checked).
+        onnx.checker.check_model(str(path))
         model = onnx.load(str(path))
-        onnx.checker.check_model(model)
     except Exception as exc:
         raise ModelError(f"{path.name} is not a valid ONNX model: {str(exc).splitlines()[0][:300]}") from None
     return model

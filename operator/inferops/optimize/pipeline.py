@@ -26,6 +26,7 @@ from inferops.api.tensors import BatchingConfig, Signature, TensorSpec
 from . import measure
 from .context import RecipeContext, RecipeError, log
 from .evaldata import EvalData, EvalDataError, load_eval_data
+from .external_data import fetch_model, inline_small
 from .model_io import ModelError, load_model, read_signature, require_format
 
 # The recipes' modules and which of them change the numbers come from the one catalogue.
@@ -149,10 +150,11 @@ def optimize(opts: Options) -> OptimizationReport:
         work = Path(tmp)
         try:
             log.info("fetching the model from %s", redact_uri(opts.model_uri))
-            loaded = load_model(fetch(opts.model_uri, work / "model", source=True), work, opts.model_format, Signature(inputs=opts.inputs or [], outputs=opts.outputs or []))
+            loaded = load_model(fetch_model(opts.model_uri, work / "model"), work, opts.model_format, Signature(inputs=opts.inputs or [], outputs=opts.outputs or []))
             report.steps += loaded.steps
             report.notes += loaded.notes
             report.conversion = loaded.conversion
+            loaded.onnx_path = inline_small(loaded.onnx_path, work)  # weights from external data files, when under 2 GB
             if loaded.conversion:
                 report.tools.update(loaded.conversion.tool_versions)
             import onnx

@@ -1,12 +1,14 @@
-"""Lay out a Triton model repository: <name>/config.pbtxt and <name>/1/model.onnx, report.json beside them."""
+"""Lay out a Triton model repository: <name>/config.pbtxt and <name>/1/model.onnx (and
+model.onnx.data for a model over 2 GB), report.json beside them."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from inferops.api.report import OptimizationReport
 from inferops.api.tensors import BatchingConfig, ExecutionAccelerator, Signature
+
+from .external_data import write_model
 
 
 def render_config(name: str, signature: Signature, batching: BatchingConfig | None, instance_kind: str, accelerators: list[ExecutionAccelerator]) -> str:
@@ -20,9 +22,9 @@ def render_config(name: str, signature: Signature, batching: BatchingConfig | No
 def write_repository(root: Path, name: str, model: Path, config_text: str) -> list[Path]:
     version = root / name / "1"
     version.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model, version / "model.onnx")
+    written = write_model(model, version)  # with its external data files, if it has any
     (root / name / "config.pbtxt").write_text(config_text)
-    return [version / "model.onnx", root / name / "config.pbtxt"]
+    return [*written, root / name / "config.pbtxt"]
 
 
 def write_report(root: Path, report: OptimizationReport) -> Path:
