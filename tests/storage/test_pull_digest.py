@@ -66,3 +66,16 @@ def test_an_added_file_fails_the_pull(s3_server, published, tmp_path):
     run = _pull(s3_server, b, out, tmp_path / "models", digest)
     assert run.returncode == 2
     assert "tiny/1/model.py, which its report does not list" in run.stderr, run.stderr[-2000:]
+
+
+def test_a_tuning_result_beside_the_artifact_passes_but_not_inside_a_model(s3_server, published, tmp_path):
+    """The tuning Job publishes tuning-<hash>.json next to the committed artifact, after it: the
+    serving pods' pull must still pass; the same name inside a model's folder must not."""
+    b, out, _, digest = published
+    client = s3_server.client()
+    client.put_object(Bucket=b, Key=f"{out}/tuning-0123456789.json", Body=b'{"chosen": {}}')
+    run = _pull(s3_server, b, out, tmp_path / "models", digest)
+    assert run.returncode == 0, run.stderr[-2000:]
+    client.put_object(Bucket=b, Key=f"{out}/tiny/tuning-0123456789.json", Body=b"{}")
+    run = _pull(s3_server, b, out, tmp_path / "again", digest)
+    assert run.returncode == 2 and "tiny/tuning-0123456789.json, which its report does not list" in run.stderr, run.stderr[-2000:]

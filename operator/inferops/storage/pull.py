@@ -23,6 +23,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def published_beside(rel: str) -> bool:
+    """A result published next to a committed artifact after it: the tuning Job's
+    tuning-<hash>.json. Only at the repository's top level, where Triton reads no files; anything
+    inside a model's folder must be listed in the report."""
+    return "/" not in rel and rel.startswith("tuning-") and rel.endswith(".json")
+
+
 def verify_tree(root: Path, uri: str, digest: str | None = None) -> None:
     """The commit marker is there and every file it lists matches its sha256; with `digest`
     (what the operator recorded from the Job's report), the listing itself must be the one the
@@ -41,7 +48,10 @@ def verify_tree(root: Path, uri: str, digest: str | None = None) -> None:
                 f"{parse_uri(uri)} was changed after it was published: its {COMMIT_MARKER} lists files with digest {found}, "
                 f"but the operator recorded {digest} from the optimization Job's report; refusing to serve it"
             )
-        extra = sorted(f.relative_to(root).as_posix() for f in tree_files(root) if f.relative_to(root).as_posix() not in checksums and f != marker)
+        extra = sorted(
+            rel for f in tree_files(root)
+            if (rel := f.relative_to(root).as_posix()) not in checksums and f != marker and not published_beside(rel)
+        )
         if extra:
             raise ArtifactTampered(f"{parse_uri(uri)} holds {', '.join(extra[:5])}, which its report does not list: it was changed after it was published; refusing to serve it")
     for rel, expected in checksums.items():
