@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from typing import Any
 
 from .api.outcomes import OPTIMIZER_CONTAINER
 from .api.report import OptimizationReport, TuningReport
@@ -46,7 +46,7 @@ def run_smoke(url: str, model_name: str, signature: Any, timeout_s: float = 10) 
 
 
 class ModelReads:
-    """Mixed into the Reconciler, whose kube, settings, pools, memory, _tunings and _tuning_ends it uses."""
+    """Mixed into the Reconciler, whose kube, settings, pools and memory it uses."""
 
     async def _report(self, model: ModelRef, artifact_uri: str | None, job_seen: bool, job_name: str | None = None) -> ReportRead:
         """Read once per artifact: a committed report never changes (write-once), so a read report
@@ -73,17 +73,17 @@ class ModelReads:
         self.memory.remember_report(model.namespace, model.name, artifact_uri, read)
         return read
 
-    async def _read_cached(self, cache: dict[str, tuple[float, Any, str | None]], read: Callable[[str], Any], uri: str) -> tuple[Any, str | None]:
-        """A published JSON read once (a result never changes under its hashed name); a failed
-        read is tried again after PROBE_RETRY_SECONDS, at the next event."""
-        cached = cache.get(uri)
+    async def _tuning_read(self, model: ModelRef, uri: str) -> tuple[TuningReport | None, str | None]:
+        """A tuning Job's published result, read once (it never changes under its hashed name); a
+        failed read is tried again after PROBE_RETRY_SECONDS, at the next event."""
+        cached = self.memory.tuning(model.namespace, model.name, uri)
         if cached and (cached[1] is not None or time.monotonic() - cached[0] < PROBE_RETRY_SECONDS):
             return cached[1], cached[2]
         try:
-            value, error = await run_in(self.pools and self.pools.storage, read, uri), None
+            value, error = await run_in(self.pools and self.pools.storage, read_tuning, uri), None
         except Exception as exc:
             value, error = None, f"{type(exc).__name__}: {exc}"
-        cache[uri] = (time.monotonic(), value, error)
+        self.memory.remember_tuning(model.namespace, model.name, uri, (time.monotonic(), value, error))
         return value, error
 
     async def _tuning_termination(self, model: ModelRef, observed: Observed, job_name: str) -> JobTermination | None:
@@ -91,9 +91,11 @@ class ModelReads:
         default batching after a failed tuning is reconciled on every Deployment event."""
         job = next((j for j in observed.jobs if j["metadata"]["name"] == job_name), {})
         uid = job.get("metadata", {}).get("uid") or job_name
-        if uid not in self._tuning_ends:
-            self._tuning_ends[uid] = termination_of(await self.kube.list_job_pods(model.namespace, job_name), TUNER_CONTAINER)
-        return self._tuning_ends[uid]
+        known, termination = self.memory.tuning_end(model.namespace, model.name, uid)
+        if not known:
+            termination = termination_of(await self.kube.list_job_pods(model.namespace, job_name), TUNER_CONTAINER)
+            self.memory.remember_tuning_end(model.namespace, model.name, uid, termination)
+        return termination
 
     async def _published_mismatch(self, namespace: str, job: str, artifact_uri: str, report: OptimizationReport) -> str | None:
         """The Job's own word against the store: the optimizer writes the digest of what it

@@ -13,19 +13,18 @@ from pydantic import ValidationError
 
 from .api.hardware_class import HardwareClassSpec
 from .api.inference_model import InferenceModelSpec, InferenceModelStatus
-from .api.report import TuningReport
 from .cache import OwnedCache
 from .executors import IOPools
 from .kube import CLASSES, NAMESPACES, Kube, list_path
 from .metrics import METRICS
 from .reconcile.children import ModelRef
 from .reconcile.naming import serving_name
-from .reconcile.plan import JobTermination, Observed, Plan, desired_state, invalid_spec_status
+from .reconcile.plan import Observed, Plan, desired_state, invalid_spec_status
 from .reconcile.settings import FIELD_MANAGER, OperatorSettings
 from .reconcile.status_limits import bounded_status
 from .reconcile.tenancy import namespace_labels
 from .reconcile.status_patch import status_patch
-from .model_reads import ModelReads, read_tuning, termination_of
+from .model_reads import ModelReads, termination_of
 from .reconciler_memory import ModelMemory
 
 log = logging.getLogger("inferops.reconcile")
@@ -59,8 +58,6 @@ class Reconciler(ModelReads):
         # Report reads and smoke results per model: forgotten when the model goes, and bounded.
         self.memory = ModelMemory()
         self._gone: set[tuple[str, str]] = set()
-        self._tunings: dict[str, tuple[float, TuningReport | None, str | None]] = {}
-        self._tuning_ends: dict[str, JobTermination | None] = {}  # by failed tuning Job uid
         self.cache = OwnedCache()
         self.cache.keep(MODEL_KIND)
 
@@ -151,7 +148,7 @@ class Reconciler(ModelReads):
             observed.termination_read = True
             plan = desired_state(model, observed, self.settings, now_iso())
         if plan.needs_tuning_report and plan.tuning_uri:
-            observed.tuning, observed.tuning_error = await self._read_cached(self._tunings, read_tuning, plan.tuning_uri)
+            observed.tuning, observed.tuning_error = await self._tuning_read(model, plan.tuning_uri)
             plan = desired_state(model, observed, self.settings, now_iso())
         if plan.needs_tuning_termination and plan.tuning_job_name:
             observed.tuning_termination = await self._tuning_termination(model, observed, plan.tuning_job_name)

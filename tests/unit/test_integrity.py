@@ -174,6 +174,17 @@ def test_what_is_kept_per_model_is_bounded_and_goes_with_the_model(tmp_path):
     assert reconciler.memory.entries("ml", "digits") == 0 and ("ml", "digits") not in reconciler._locks
 
 
+def test_tuning_results_read_are_kept_per_model_bounded_and_go_with_the_model(tmp_path):
+    reconciler = _reconciler()
+    m = model()
+    for i in range(10):
+        value, error = asyncio.run(reconciler._tuning_read(m, f"file://{tmp_path}/rev{i}/tuning-{i}.json"))
+        assert value is None and "NotFound" in error
+    assert reconciler.memory.entries("ml", "digits") == 4, "a few tunings per model, not every one ever read"
+    reconciler.forget("ml", "digits")
+    assert reconciler.memory.entries("ml", "digits") == 0
+
+
 def test_a_deleted_model_is_forgotten_when_its_reconcile_ends():
     from inferops.reconciler import Reconciler
 
