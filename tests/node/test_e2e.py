@@ -136,6 +136,7 @@ def test_a_model_from_s3_is_optimized_tuned_served_and_answers_like_onnx_runtime
     tuning = report["tuning"]
     assert next(c for c in status["conditions"] if c["type"] == "Tuned")["status"] == "True"
     assert tuning["image"] == built_images["triton-cpu"] and tuning["node"] == node and tuning["instanceKind"] == "KIND_CPU"
+    assert tuning["measuredWith"] == "perf_analyzer"  # the optimizer image carries the field's instrument
     assert 1 <= tuning["measurements"] <= 4 and tuning["gridSize"] == 8 and tuning["points"] and all(p["throughputPerSecond"] > 0 for p in tuning["points"] if not p.get("error"))
     assert status["batching"] == tuning["chosen"]
     print(f"tuning: {tuning['measurements']} measurements in {tuning['wallSeconds']} s on {node}, chose {tuning['chosen']}")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from inferops.api.tensors import BatchingConfig
+from inferops.devcluster import perf_analyzer
 from inferops.triton.instruments import LOADGEN, PERF_ANALYZER, Loadgen, PerfAnalyzer, find_perf_analyzer, instrument, result_from_export
 from inferops.triton.loadgen import LoadError, request_inputs, run_load
 from inferops.triton.python_backend import local_repository
@@ -56,8 +59,13 @@ def test_raw_http_loadgen_counts_like_the_client_library(make_repository, tmp_pa
 @pytest.mark.timeout(240)
 def test_perf_analyzer_drives_a_model_when_its_binary_is_there(make_repository, tmp_path):
     binary = find_perf_analyzer()
-    if binary is None:
-        pytest.skip("no perf_analyzer: bench/get_perf_analyzer.sh installs one, INFEROPS_PERF_ANALYZER names it")
+    if binary is None:  # installed from PyPI into the cache, as the optimizer image carries it
+        try:
+            binary = str(perf_analyzer.ensure())
+        except perf_analyzer.PerfAnalyzerUnavailable as missing:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(str(missing))
     repository = local_repository(make_repository(BatchingConfig(max_batch_size=8)), tmp_path / "local")
     with TritonServer(repository) as server:
         from inferops.triton.sample_model import SIGNATURE

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from . import images, rootfs
+from . import images, perf_analyzer, rootfs
 from .binaries import _log
 from .torch_prune import prune_torch_cuda
 
@@ -51,18 +51,20 @@ class ImageDefinition:
     files: dict[str, tuple[bytes, int]] = field(default_factory=dict)
     more_requirements: tuple[str, ...] = ()
     prune: Callable[[Path], None] | None = None  # trims the third-party layer's site-packages
+    perf_analyzer: bool = False  # NVIDIA's perf_analyzer on PATH: the tuner measures with it
 
 
 DEFINITIONS = {
     "operator": ImageDefinition("inferops.dev/operator", (), ["inferops"], ["operator", "--liveness=http://0.0.0.0:8080/healthz"]),
     # No serve extra: the tuner (`inferops tune`, in the tuning Job) drives the class's own Triton
-    # image, its pod's sidecar, over HTTP; the optimization Job needs no server.
-    "optimizer": ImageDefinition("inferops.dev/optimizer", ("optimize",), ["inferops"], ["optimize", "--help"]),
+    # image, its pod's sidecar, over HTTP, measuring with perf_analyzer (the field's instrument,
+    # 18 MB); the optimization Job needs no server.
+    "optimizer": ImageDefinition("inferops.dev/optimizer", ("optimize",), ["inferops"], ["optimize", "--help"], perf_analyzer=True),
     # The framework variants (the chart's operator.optimizerImages): the default stays free of both.
     # TensorFlow: tensorflow-cpu, about 1.5 GB more. torch: PyPI has only CUDA builds, whose libraries
     # torch needs to load; what it never loads on a CPU is left out (torch_prune.py), 3.1 GB remain.
-    "optimizer-tensorflow": ImageDefinition("inferops.dev/optimizer-tensorflow", ("optimize", "tensorflow"), ["inferops"], ["optimize", "--help"]),
-    "optimizer-torch": ImageDefinition("inferops.dev/optimizer-torch", ("optimize", "torch"), ["inferops"], ["optimize", "--help"], prune=prune_torch_cuda),
+    "optimizer-tensorflow": ImageDefinition("inferops.dev/optimizer-tensorflow", ("optimize", "tensorflow"), ["inferops"], ["optimize", "--help"], perf_analyzer=True),
+    "optimizer-torch": ImageDefinition("inferops.dev/optimizer-torch", ("optimize", "torch"), ["inferops"], ["optimize", "--help"], perf_analyzer=True, prune=prune_torch_cuda),
     "triton-cpu": ImageDefinition(
         "inferops.dev/triton-cpu", ("serve",), ["tritonserver"], [],
         files={"usr/local/bin/tritonserver": (TRITONSERVER, 0o755)},
@@ -96,6 +98,8 @@ def build_image(key: str) -> BuiltImage:
         deps = rootfs.wheel_layer([w for w in wheels if w not in own], f"{key}-deps", definition.prune)
         app = rootfs.wheel_layer(own, f"{key}-inferops")
     layers = [base, deps, app]
+    if definition.perf_analyzer:
+        layers.append(perf_analyzer.image_layer())
     if definition.files:
         layers.append(rootfs.files_layer(definition.files, f"{key}-files"))
     config = {"Entrypoint": definition.entrypoint, "Cmd": definition.cmd, "Env": BASE_ENV, "User": USER, "WorkingDir": "/tmp"}

@@ -26,7 +26,7 @@ from .images import images_dir, sha256_file
 SUITE = "bookworm"
 MIRROR = os.environ.get("INFEROPS_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # libpython3.11: Triton's Python backend stub embeds it.
-BASE_PACKAGES = ("python3", "libpython3.11", "ca-certificates")
+BASE_PACKAGES = ("python3", "libpython3.11", "ca-certificates", "libb64-0d")  # libb64: perf_analyzer's (perf_analyzer.py)
 SITE_PACKAGES = "usr/local/lib/python3.11/dist-packages"  # on Debian's python3 sys.path
 # Left out of the base layer: caches, documentation, and what the runtime mounts over.
 TRIMMED = ("var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/info", "var/log")
