@@ -101,6 +101,12 @@ def test_a_delay_that_pays_only_when_long_enough_is_found_two_steps_out():
     assert result.report().measurements <= GRID.size // 4
 
 
+def test_a_time_limit_that_passed_before_the_climb_measures_nothing():
+    measured = []
+    result = hill_climb(lambda point: measured.append(point) or Measurement(point, 1000.0, 5.0, 10.0), GRID, objective_ms=50, concurrency=16, deadline=0.0)
+    assert result.best is None and result.measurements == 0 and measured == []
+
+
 def test_a_candidate_that_fails_in_a_duel_is_a_bad_point():
     def measure(point):
         return Measurement(point, 1000.0, 5.0, 10.0)

@@ -111,13 +111,14 @@ def better(a: Measurement, b: Measurement | None, objective_ms: float) -> bool:
 
 @dataclass
 class SearchResult:
-    best: Measurement
+    best: Measurement | None  # None: nothing was measured (a time limit that passed first)
     measured: dict[Point, Measurement] = field(default_factory=dict)
     grid_size: int = 0
     objective_ms: float = 0.0
     measurements: int | None = None  # calls to measure, re-measurements included; default len(measured)
 
     def report(self) -> TuningReport:
+        assert self.best is not None, "nothing was measured: no report to make"
         return TuningReport(
             chosen=batching_for(self.best.point),
             throughput_per_s=round(self.best.throughput_per_s, 2),
@@ -312,6 +313,8 @@ class Climb:
 
     # -- the climb -----------------------------------------------------------------------------
     def run(self) -> SearchResult:
+        if self.out_of_time():  # a server that took the whole time limit to start: nothing to choose from
+            return SearchResult(None, {}, self.grid.size, self.objective_ms, measurements=0)
         current = start_point(self.grid, self.concurrency, self.cores)
         self.cache(self.point_of(current))
         moved = True

@@ -131,7 +131,12 @@ def tune(args: argparse.Namespace, started: float):
         )
     best = result.best
     if best is None or best.error is not None:
-        why = best.error if best is not None else "nothing was measured"
+        if best is not None:
+            why = best.error
+        elif time.monotonic() >= deadline:
+            why = f"the tuning time limit (--max-minutes {args.max_minutes:g}) passed before a point was measured"
+        else:
+            why = "nothing was measured"
         raise TuningFailed(f"no batching config of {args.model!r} could be measured ({result.measurements} tried): {why}"[:900])
     report = result.report()
     report.concurrency = args.concurrency
