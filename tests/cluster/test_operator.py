@@ -169,8 +169,10 @@ def test_deleting_the_model_removes_its_children(cluster, namespace):
         (model_manifest("unknown-recipe", recipe="quantize-int9"), "unknown recipe; known recipes: none, quantize-int8-dynamic"),
         (model_manifest("negative", replicas=-1), "spec.serving.replicas"),
         (model_manifest("trt-on-cpu", recipe="tensorrt", hardware="test-cpu"), "recipe tensorrt needs a GPU, but HardwareClass 'test-cpu' is KIND_CPU"),
+        (model_manifest("rows-too-many").replace("dynamicBatching: {mode: disabled}", "requestBatchSize: 8, dynamicBatching: {mode: explicit, maxBatchSize: 4}"),
+         "maxBatchSize must be at least requestBatchSize"),
     ],
-    ids=["bad-name", "long-name", "unknown-recipe", "negative-replicas", "tensorrt-on-cpu"],
+    ids=["bad-name", "long-name", "unknown-recipe", "negative-replicas", "tensorrt-on-cpu", "requests-larger-than-the-batch"],
 )
 def test_invalid_manifests_are_rejected_at_apply_time(cluster, namespace, manifest, message):
     result = cluster.kubectl("apply", "-n", namespace, "-f", "-", input=manifest, check=False)

@@ -71,7 +71,12 @@ def test_perf_analyzer_drives_a_model_when_its_binary_is_there(make_repository, 
         from inferops.triton.sample_model import SIGNATURE
 
         result = PerfAnalyzer(binary, server.http_url, server.grpc_url).drive(MODEL, SIGNATURE, 8, concurrency=4, duration_s=0.6, warmup_s=0)
+        rows = PerfAnalyzer(binary, server.http_url).drive(MODEL, SIGNATURE, 8, concurrency=2, duration_s=0.6, warmup_s=0, rows=4)
+        loadgen_rows = Loadgen(server.http_url).drive(MODEL, SIGNATURE, 8, concurrency=2, duration_s=0.6, warmup_s=0, rows=4)
         with pytest.raises(LoadError, match="perf_analyzer failed"):
             PerfAnalyzer(binary, server.http_url).drive("nope", SIGNATURE, 8, concurrency=2, duration_s=0.3, warmup_s=0)
     assert result.throughput_per_s > 0 and result.requests == len(result.latencies_ms) > 0
     assert 0 < result.p50_ms <= result.p99_ms and result.sustained_per_s > 0
+    # Requests of 4 rows: both count rows a second, perf_analyzer's Inferences/Second.
+    for four in (rows, loadgen_rows):
+        assert four.throughput_per_s == pytest.approx(4 * four.requests / four.duration_s, rel=0.35) and four.sustained_per_s > 0

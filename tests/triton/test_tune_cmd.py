@@ -109,3 +109,18 @@ def test_tune_help_is_stable():
     done = subprocess.run([*INFEROPS, "--help"], capture_output=True, text=True, timeout=60)
     for flag in ("--server", "--grpc-server", "--model", "--latency-objective-ms", "--concurrency", "--instance-kind", "--repository", "--output", "--max-minutes"):
         assert flag in done.stdout
+
+
+def test_requests_of_several_rows_are_what_it_measures_and_no_smaller_max_batch_is_tried(served, tmp_path):
+    server, repository = served
+    done = subprocess.run(
+        [*INFEROPS, "--server", server.http_url, "--model", MODEL, "--latency-objective-ms", "500", "--concurrency", "4", "--request-batch-size", "8",
+         "--duration", "0.4", "--max-batch-sizes", "4,8,16,32", "--queue-delays-us", "0", "--instance-counts", "1", "--budget", "3",
+         "--repository", str(repository), "--measure-with", "inferops-loadgen"],
+        capture_output=True, text=True, timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    report = TuningReport.model_validate_json(done.stdout)
+    assert report.request_batch_size == 8 and report.grid_size == 3, "4 is below the requests' 8 rows: Triton would refuse them"
+    assert report.points and all(p.max_batch_size >= 8 and p.error is None and p.throughput_per_s > 0 for p in report.points)
+    assert "clients of 8 row(s)" in done.stderr

@@ -117,6 +117,7 @@ def test_class_image_objective_or_concurrency_change_retunes_without_reoptimizin
         "class image": (m, GPU.model_copy(update={"triton_image": "nvcr.io/nvidia/tritonserver:26.01-py3"})),
         "objective": (model(spec(serving={"replicas": 2, "latencyObjectiveMs": 20}), 2), GPU),
         "concurrency": (model(spec(serving={"replicas": 2, "expectedConcurrency": 64}), 2), GPU),
+        "rows per request": (model(spec(serving={"replicas": 2, "requestBatchSize": 8}), 2), GPU),
     }
     for what, (changed, hw) in changes.items():
         assert current_job_name(changed, hw) == current_job_name(m), what
@@ -135,7 +136,12 @@ def test_class_image_objective_or_concurrency_change_retunes_without_reoptimizin
 def test_other_changes_reuse_the_tuning():
     m = model()
     _, tuned_job = _tuned_and_serving(m)
-    for changed in (model(spec(serving={"replicas": 5}), 2), model(spec(serving={"replicas": 2, "autoscaling": {"maxReplicas": 4}}), 2)):
+    unchanged = (
+        model(spec(serving={"replicas": 5}), 2),
+        model(spec(serving={"replicas": 2, "autoscaling": {"maxReplicas": 4}}), 2),
+        model(spec(serving={"replicas": 2, "requestBatchSize": 1}), 2),  # the default, spelled out: tunings made before the field stay
+    )
+    for changed in unchanged:
         observed = optimized(changed, deployment=deployment(2))
         assert desired_state(changed, observed, SETTINGS, NOW).tuning_job_name == tuned_job
     cpu_requests = GPU.model_copy(update={"resources": GPU.resources.model_copy(update={"requests": {"cpu": "8"}})})
@@ -219,6 +225,7 @@ def test_the_tuning_job_and_its_pull_step_speak_the_commands_own_arguments():
     pod = tuning_job_of(desired_state(m, optimized(m, python_cpu), settings, NOW))["spec"]["template"]["spec"]
     tune = build_parser().parse_args(pod["containers"][0]["args"])
     assert (tune.server, tune.model, tune.concurrency, tune.instance_kind, tune.duration) == ("localhost:8000", "digits-opt", 16, "KIND_CPU", 0.5)
+    assert tune.request_batch_size == 1
     assert tune.output.startswith("s3://artifacts/ml/digits/") and tune.max_minutes == settings.tuning_max_minutes and tune.budget == 4
     pull = build_parser().parse_args(pod["initContainers"][0]["args"])
     assert pull.python_backend and pull.dest == tune.repository
@@ -232,3 +239,14 @@ def test_inferops_up_says_where_the_tuning_measured_or_why_there_is_none():
     assert "812 infer/s at p99 31.2 ms" in line and "16 clients" in line and "on real-node-0 with inferops.dev/triton-cpu:x" in line
     failed = {"conditions": [{"type": "Tuned", "status": "False", "reason": "TuningFailed", "message": "no config could be measured"}]}
     assert "TuningFailed no config could be measured" in _tuning_line({}, failed)
+
+
+def test_rows_per_request_reach_the_tuner_and_floor_the_default_batching():
+    m = model(spec(serving={"requestBatchSize": 64}))
+    plan = desired_state(m, optimized(m), SETTINGS, NOW)
+    args = tuning_job_of(plan)["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--request-batch-size") + 1] == "64"
+    failed = Observed(hardware_class=GPU, jobs=[job(current_job_name(m), "Complete"), job(plan.tuning_job_name, "Failed")], report=report(m),
+                      tuning_termination=JobTermination(4, "no config could be measured"), tuning_termination_read=True)
+    config = parse_model_config(next(o for o in desired_state(m, failed, SETTINGS, NOW).apply if o["kind"] == "ConfigMap")["data"]["config.pbtxt"])
+    assert config.max_batch_size == 64 > DEFAULT_AUTO_BATCHING["max_batch_size"], "the default batching takes the clients' requests"

@@ -148,7 +148,12 @@ def inference_model_crd() -> dict[str, Any]:
             {
                 "rule": "!has(self.autoscaling) || self.autoscaling.minReplicas <= self.autoscaling.maxReplicas",
                 "message": "serving.autoscaling.minReplicas must not exceed maxReplicas",
-            }
+            },
+            {
+                "rule": "!has(self.requestBatchSize) || !has(self.dynamicBatching) || !has(self.dynamicBatching.mode) || self.dynamicBatching.mode != 'explicit'"
+                " || !has(self.dynamicBatching.maxBatchSize) || self.dynamicBatching.maxBatchSize >= self.requestBatchSize",
+                "message": "dynamicBatching.maxBatchSize must be at least requestBatchSize: Triton refuses a request larger than the model's max batch size",
+            },
         ],
     )
     _with_rules(

@@ -153,9 +153,23 @@ class ServingSpec(ApiModel):
         le=4096,
         description="Concurrent client requests auto batching tunes for (closed-loop clients of the tuning load).",
     )
+    request_batch_size: int = Field(
+        alias="requestBatchSize",
+        default=1,
+        ge=1,
+        le=4096,
+        description="Rows (the batch dimension) one client request carries: the tuning load sends requests of this size, and auto batching never chooses a maxBatchSize below it (Triton refuses a request larger than the model's maxBatchSize).",
+    )
     instance_count: int = Field(alias="instanceCount", default=1, ge=1, le=64, description="Triton model instances per replica (auto batching may choose another).")
     triton_image: Image | None = Field(alias="tritonImage", default=None, description="Triton image override.")
     response_cache: bool = Field(alias="responseCache", default=False, description="Triton's response cache for repeated inputs.")
+
+    @model_validator(mode="after")
+    def _requests_fit_the_batch(self) -> "ServingSpec":
+        batching = self.dynamic_batching
+        if batching.mode == "explicit" and batching.max_batch_size is not None and batching.max_batch_size < self.request_batch_size:
+            raise ValueError(f"dynamicBatching.maxBatchSize {batching.max_batch_size} is below requestBatchSize {self.request_batch_size}: Triton would refuse every request")
+        return self
 
 
 class HardwareRef(ApiModel):

@@ -44,6 +44,7 @@ class TuningReport(ApiModel):
     grid_size: int = Field(alias="gridSize")
     points: list[TuningPoint] = Field(default_factory=list, description="every config measured, in the order first measured")
     concurrency: int | None = Field(default=None, description="closed-loop clients the configs were measured at")
+    request_batch_size: int | None = Field(default=None, alias="requestBatchSize", description="rows each of those clients' requests carried (throughput counts rows)")
     wall_seconds: float | None = Field(default=None, alias="wallSeconds", description="how long the tuning took, server start excluded")
     measured_with: str | None = Field(default=None, alias="measuredWith", max_length=64, description="the load generator: perf_analyzer or inferops-loadgen")
     image: str | None = Field(default=None, max_length=512, description="the Triton image measured on (the tuning pod's)")

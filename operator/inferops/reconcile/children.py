@@ -179,7 +179,8 @@ def choose_batching(spec: InferenceModelSpec, report: OptimizationReport | None)
         )
     if report is not None and report.tuning is not None:
         return report.tuning.chosen
-    return BatchingConfig(**DEFAULT_AUTO_BATCHING, instance_count=spec.serving.instance_count)
+    return BatchingConfig(**{**DEFAULT_AUTO_BATCHING, "max_batch_size": max(DEFAULT_AUTO_BATCHING["max_batch_size"], spec.serving.request_batch_size)},
+                          instance_count=spec.serving.instance_count)
 
 
 def model_signature(spec: InferenceModelSpec, report: OptimizationReport | None) -> Signature:

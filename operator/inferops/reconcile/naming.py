@@ -35,7 +35,8 @@ def optimization_hash(spec: InferenceModelSpec, hardware: HardwareClassSpec) -> 
 def tuning_hash(artifact_hash: str, spec: InferenceModelSpec, hardware: HardwareClassSpec, *, triton_image: str, backend: str, accelerators: list[Any], tuner_flags: tuple[str, ...] | list[str]) -> str:
     """What a tuning result depends on: the artifact, the server that measures it (image, backend
     rendering, instance kind, the class's nodes and resources, the artifact's GPU accelerators)
-    and what it is tuned for (p99 objective, client concurrency, the search's flags). Anything
+    and what it is tuned for (p99 objective, client concurrency, rows per request, the search's
+    flags). Anything
     else (replicas, autoscaling, a new optimizer image) reuses the tuning."""
     inputs = {
         "artifact": artifact_hash,
@@ -48,6 +49,8 @@ def tuning_hash(artifact_hash: str, spec: InferenceModelSpec, hardware: Hardware
         "latencyObjectiveMs": spec.serving.latency_objective_ms,
         "expectedConcurrency": spec.serving.expected_concurrency,
         "tunerFlags": list(tuner_flags),
+        # Only when set: a model tuned before the field existed keeps its tuning.
+        **({"requestBatchSize": spec.serving.request_batch_size} if spec.serving.request_batch_size != 1 else {}),
     }
     return canonical_hash(inputs, 10)
 

@@ -74,6 +74,7 @@ def desired_tuning_job(model: ModelRef, hardware: HardwareClassSpec, revision: R
         "--model", repository_model_name(model, revision),
         "--latency-objective-ms", str(spec.serving.latency_objective_ms),
         "--concurrency", str(spec.serving.expected_concurrency),
+        "--request-batch-size", str(spec.serving.request_batch_size),
         "--instance-kind", hardware.instance_kind,
         "--output", target.output_uri,
         "--max-minutes", str(settings.tuning_max_minutes),

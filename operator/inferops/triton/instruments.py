@@ -1,7 +1,9 @@
 """What the profiler measures with: perf_analyzer where its binary is there, else the project's loadgen.
 
-Both drive `concurrency` closed-loop clients at one model for a window and return a LoadResult
-(throughput, every counted request's latency, the slowest third's throughput). perf_analyzer is
+Both drive `concurrency` closed-loop clients at one model for a window, each request carrying
+`rows` rows of the batch dimension, and return a LoadResult (throughput in inferences, that is
+rows, a second, as perf_analyzer counts them; every counted request's latency; the slowest
+third's throughput). perf_analyzer is
 the field's instrument (Triton's SDK image ships it; Model Analyzer drives it): the profiler
 uses it when $INFEROPS_PERF_ANALYZER names the binary (or a wrapper that sets its
 LD_LIBRARY_PATH) or `perf_analyzer` is on PATH. The fallback is loadgen over raw HTTP sockets
@@ -16,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -47,8 +50,11 @@ class Loadgen:
         self.url = grpc_url if protocol == "grpc" else http_url
         self.protocol = protocol
 
-    def drive(self, model: str, signature: Signature, max_batch_size: int, *, concurrency: int, duration_s: float, warmup_s: float) -> LoadResult:
-        return run_load(self.url, model, request_inputs(signature, max_batch_size), concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s, protocol=self.protocol)
+    def drive(self, model: str, signature: Signature, max_batch_size: int, *, concurrency: int, duration_s: float, warmup_s: float, rows: int = 1) -> LoadResult:
+        result = run_load(self.url, model, request_inputs(signature, max_batch_size, batch=rows), concurrency=concurrency, duration_s=duration_s, warmup_s=warmup_s, protocol=self.protocol)
+        if rows == 1:
+            return result
+        return replace(result, throughput_per_s=result.throughput_per_s * rows, sustained_per_s=result.sustained_per_s * rows)
 
 
 class PerfAnalyzer:
@@ -65,30 +71,30 @@ class PerfAnalyzer:
         self.binary = binary
         self.url, self.protocol = (grpc_url, "grpc") if grpc_url else (http_url, "http")
 
-    def command(self, model: str, concurrency: int, window_ms: int, csv_path: Path, export_path: Path) -> list[str]:
+    def command(self, model: str, concurrency: int, window_ms: int, csv_path: Path, export_path: Path, rows: int = 1) -> list[str]:
         return [
-            self.binary, "-m", model, "-u", self.url, "-i", self.protocol, "--concurrency-range", str(concurrency),
+            self.binary, "-m", model, "-u", self.url, "-i", self.protocol, "--concurrency-range", str(concurrency), "-b", str(rows),
             "--measurement-interval", str(window_ms), "--max-trials", "6", "--stability-percentage", "1000",
             "-f", str(csv_path), "--profile-export-file", str(export_path),
         ]
 
-    def drive(self, model: str, signature: Signature, max_batch_size: int, *, concurrency: int, duration_s: float, warmup_s: float) -> LoadResult:
+    def drive(self, model: str, signature: Signature, max_batch_size: int, *, concurrency: int, duration_s: float, warmup_s: float, rows: int = 1) -> LoadResult:
         window_ms = max(50, round(duration_s * 1000 / 3))
         with tempfile.TemporaryDirectory(prefix="inferops-pa-") as tmp:
             csv_path, export_path = Path(tmp) / "out.csv", Path(tmp) / "export.json"
-            done = subprocess.run(self.command(model, concurrency, window_ms, csv_path, export_path), capture_output=True, text=True, timeout=60 + duration_s * 10)
+            done = subprocess.run(self.command(model, concurrency, window_ms, csv_path, export_path, rows), capture_output=True, text=True, timeout=60 + duration_s * 10)
             if done.returncode != 0 or not csv_path.exists():
                 said = [line.strip() for line in (done.stdout + done.stderr).splitlines() if line.strip() and not line.startswith((" ", "\t", "*"))]
                 raise LoadError(f"perf_analyzer failed on {model!r} (exit {done.returncode}): {' '.join(said[-3:])[:400]}")
             row = next(csv.DictReader(csv_path.open()))
             # Output tensors are exported as raw bytes in JSON strings: not always valid UTF-8.
             export = json.loads(export_path.read_bytes().decode("latin-1"))
-        return result_from_export(float(row["Inferences/Second"]), export, concurrency)
+        return result_from_export(float(row["Inferences/Second"]), export, concurrency, rows)
 
 
-def result_from_export(throughput: float, export: dict, concurrency: int) -> LoadResult:
+def result_from_export(throughput: float, export: dict, concurrency: int, rows: int = 1) -> LoadResult:
     """A LoadResult from perf_analyzer's throughput and its profile export: the latencies of the
-    requests sent inside the measured windows, and the slowest window's throughput."""
+    requests sent inside the measured windows, and the slowest window's throughput (in rows)."""
     experiment = export["experiments"][0]
     bounds = experiment.get("window_boundaries") or []
     requests = experiment["requests"]
@@ -99,7 +105,7 @@ def result_from_export(throughput: float, export: dict, concurrency: int) -> Loa
     ms = np.array([(r["response_timestamps"][-1] - r["timestamp"]) / 1e6 for r in inside])
     finished = np.array([r["response_timestamps"][-1] for r in inside], dtype=float)
     edges = bounds if len(bounds) == WINDOWS + 1 else np.linspace(start, end, WINDOWS + 1)
-    per_window = [((finished >= a) & (finished < b)).sum() / ((b - a) / 1e9) for a, b in zip(edges[:-1], edges[1:])]
+    per_window = [rows * ((finished >= a) & (finished < b)).sum() / ((b - a) / 1e9) for a, b in zip(edges[:-1], edges[1:])]
     p50, p90, p99 = percentiles(ms, 50, 90, 99)
     return LoadResult(
         concurrency=concurrency, requests=len(inside), errors=0, duration_s=(end - start) / 1e9, throughput_per_s=throughput,

@@ -126,6 +126,7 @@ class ServerProfiler:
         warmup_s: float = 0.5,
         on_measure: Callable[[Measurement], None] | None = None,
         measure_with: str | None = None,
+        request_rows: int = 1,
     ):
         self.http_url = http_url
         self.model_name = model_name
@@ -133,6 +134,7 @@ class ServerProfiler:
         self.repository = Path(repository) if repository else None
         self.instance_kind = instance_kind
         self.concurrency = concurrency
+        self.request_rows = request_rows  # rows each request carries (the clients' batch)
         self.duration_s = duration_s
         self.warmup_s = warmup_s
         self.on_measure = on_measure
@@ -248,6 +250,7 @@ class ServerProfiler:
             concurrency=concurrency or self.concurrency,
             duration_s=duration_s or self.duration_s,
             warmup_s=self.warmup_s if warmup_s is None else warmup_s,
+            rows=self.request_rows,
         )
 
     def run(self, batching: BatchingConfig, *, concurrency: int | None = None, duration_s: float | None = None):

@@ -194,8 +194,8 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def start_point(grid: TuningGrid, concurrency: int, cores: int) -> tuple[int, int, int]:
-    """Grid indices of the start, from what the load allows:
+def start_point(grid: TuningGrid, rows_in_flight: int, cores: int) -> tuple[int, int, int]:
+    """Grid indices of the start, from what the load allows (the rows its requests carry at once):
     - as many instances as the server has cores (each CPU instance runs one ONNX Runtime thread);
     - the largest batch that each instance can fill at once from the requests in flight;
     - no delay: with requests in flight, the queue refills while the instances are busy, and a
@@ -205,7 +205,7 @@ def start_point(grid: TuningGrid, concurrency: int, cores: int) -> tuple[int, in
     budget spent on batch sizes, never measured two instances on 2 cores)."""
     fitting = [i for i, count in enumerate(grid.instance_counts) if count <= cores]
     instance_index = fitting[-1] if fitting else 0
-    per_instance = max(1, concurrency // grid.instance_counts[instance_index])
+    per_instance = max(1, rows_in_flight // grid.instance_counts[instance_index])
     fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= per_instance]
     return (fillable[-1] if fillable else 0, 0, instance_index)
 
@@ -222,7 +222,8 @@ class Climb:
     along each axis and climbs on from one that improves. A step must gain `min_gain` of
     throughput (or newly meet the objective): by default 3% when the incumbent's measurement is
     an older one (smaller gains are within the noise between two runs), any gain in a duel.
-    Batch sizes above `concurrency` are never tried: that many requests are never queued at once.
+    Batch sizes above the rows in flight (`concurrency` requests of `request_rows` rows each) are
+    never tried: that many rows are never queued at once.
     The climb starts from start_point for `cores` (default: the cores this process may use).
 
     With `duel(incumbent, candidate)`, each step measures the candidate and the incumbent head to
@@ -245,9 +246,11 @@ class Climb:
         min_gain: float | None = None,
         duel: Duel | None = None,
         deadline: float | None = None,
+        request_rows: int = 1,
     ):
         self.grid, self.objective_ms, self.duel, self.deadline = grid, objective_ms, duel, deadline
         self.concurrency = concurrency
+        self.rows_in_flight = concurrency * request_rows
         self.budget = budget if budget is not None else max(1, grid.size // 4)
         # With duels, the last measurement is kept for a rematch of the two best points seen.
         self.climb_budget = self.budget - 1 if duel is not None and self.budget > 2 else self.budget
@@ -258,7 +261,7 @@ class Climb:
         self.cache = _Cache(self._counted)
         self.axes = grid.axes
         self.limits = [len(a) - 1 for a in self.axes]
-        fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= concurrency]
+        fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= self.rows_in_flight]
         self.limits[0] = fillable[-1] if fillable else 0
         if concurrency == 1:
             self.limits[1] = 0  # a lone request is never joined by another: a delay only adds latency
@@ -315,7 +318,7 @@ class Climb:
     def run(self) -> SearchResult:
         if self.out_of_time():  # a server that took the whole time limit to start: nothing to choose from
             return SearchResult(None, {}, self.grid.size, self.objective_ms, measurements=0)
-        current = start_point(self.grid, self.concurrency, self.cores)
+        current = start_point(self.grid, self.rows_in_flight, self.cores)
         self.cache(self.point_of(current))
         moved = True
         while moved and self.calls < self.climb_budget:

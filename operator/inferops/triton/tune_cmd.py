@@ -45,6 +45,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="the model's name on the server")
     parser.add_argument("--latency-objective-ms", type=float, required=True, help="p99 latency objective")
     parser.add_argument("--concurrency", type=int, default=16, help="closed-loop clients to tune for (default %(default)s)")
+    parser.add_argument("--request-batch-size", type=int, default=1, metavar="ROWS",
+                        help="rows each client request carries (default %(default)s); max batch sizes below it are left out of the grid")
     parser.add_argument("--instance-kind", choices=("KIND_CPU", "KIND_GPU"), help="instance kind of the candidates (default: the served config's)")
     parser.add_argument("--repository", help="the server's model repository, writable (enables head-to-head duels)")
     parser.add_argument("--output", help="where to write the TuningReport JSON (default: stdout only)")
@@ -94,8 +96,8 @@ def tune(args: argparse.Namespace, started: float):
     from .profiler import ProfilerError, ServerProfiler, wait_live
     from .search import TuningGrid, hill_climb
 
-    if args.concurrency < 1:
-        raise TuningFailed("--concurrency must be >= 1")
+    if args.concurrency < 1 or args.request_batch_size < 1:
+        raise TuningFailed("--concurrency and --request-batch-size must be >= 1")
     deadline = started + args.max_minutes * 60
     try:
         wait_live(args.server, max(1.0, deadline - time.monotonic()))
@@ -108,12 +110,15 @@ def tune(args: argparse.Namespace, started: float):
         print(f"tune: maxBatchSize={batch} queueDelayUs={delay} instances={instances}: {said}", file=sys.stderr, flush=True)
 
     try:
-        grid = TuningGrid(max_batch_sizes=args.max_batch_sizes, queue_delays_us=args.queue_delays_us, instance_counts=args.instance_counts)
+        # Triton refuses a request larger than the model's max batch size.
+        sizes = tuple(n for n in args.max_batch_sizes if n >= args.request_batch_size) or (args.request_batch_size,)
+        grid = TuningGrid(max_batch_sizes=sizes, queue_delays_us=args.queue_delays_us, instance_counts=args.instance_counts)
     except ValueError as exc:
         raise TuningFailed(f"grid: {exc}") from None
     profiler = ServerProfiler(
         args.server, args.model, grpc_url=args.grpc_server, repository=args.repository, instance_kind=args.instance_kind,
         concurrency=args.concurrency, duration_s=args.duration, on_measure=progress, measure_with=args.measure_with,
+        request_rows=args.request_batch_size,
     )
     with profiler:
         try:
@@ -121,13 +126,13 @@ def tune(args: argparse.Namespace, started: float):
             measured_with = profiler.instrument.name
         except (ProfilerError, LoadError) as exc:
             raise TuningFailed(str(exc)) from None
-        print(f"tune: {args.model} at {args.concurrency} clients, p99 objective {args.latency_objective_ms:g} ms, "
+        print(f"tune: {args.model} at {args.concurrency} clients of {args.request_batch_size} row(s), p99 objective {args.latency_objective_ms:g} ms, "
               f"{'duels' if profiler.can_duel else 'one point at a time'}, {profiler.instance_kind}, measured with {measured_with}, "
               f"grid {grid.size} points", file=sys.stderr, flush=True)
         tuning_started = time.monotonic()
         result = hill_climb(
             profiler.measure, grid, args.latency_objective_ms, concurrency=args.concurrency, budget=args.budget,
-            duel=profiler.duel if profiler.can_duel else None, deadline=deadline,
+            duel=profiler.duel if profiler.can_duel else None, deadline=deadline, request_rows=args.request_batch_size,
         )
     best = result.best
     if best is None or best.error is not None:
@@ -140,6 +145,7 @@ def tune(args: argparse.Namespace, started: float):
         raise TuningFailed(f"no batching config of {args.model!r} could be measured ({result.measurements} tried): {why}"[:900])
     report = result.report()
     report.concurrency = args.concurrency
+    report.request_batch_size = args.request_batch_size
     report.wall_seconds = round(time.monotonic() - tuning_started, 1)
     report.measured_with = measured_with
     report.instance_kind = profiler.instance_kind
