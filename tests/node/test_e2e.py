@@ -76,7 +76,7 @@ def node_operator(real_cluster, node_s3, built_images, tmp_path_factory):
         INFEROPS_RESYNC_SECONDS="3600", INFEROPS_WATCH_SERVER_TIMEOUT="60",
         # A short tuning: a 2x2x2 grid, four half-second measurements (flags of `inferops tune`); max
         # batch sizes of at least 8, as the inference from the host below sends 8 rows in one request.
-        INFEROPS_TUNE_ARGS=json.dumps(["--duration", "0.5", "--max-batch-sizes", "8,16", "--queue-delays-us", "0,2000", "--instance-counts", "1,2", "--budget", "4"]),
+        INFEROPS_TUNE_ARGS=json.dumps(["--duration", "0.5", "--max-batch-sizes", "8,16", "--queue-delays-us", "0,2000", "--instance-counts", "1,2", "--preferred-batch-sizes", "max,none", "--budget", "4"]),
         INFEROPS_TUNING_MAX_MINUTES="3",
     )
     proc = OperatorProcess(cluster, workdir, env)
@@ -136,7 +136,7 @@ def test_a_model_from_s3_is_optimized_tuned_served_and_answers_like_onnx_runtime
     tuning = report["tuning"]
     assert next(c for c in status["conditions"] if c["type"] == "Tuned")["status"] == "True"
     assert tuning["image"] == built_images["triton-cpu"] and tuning["node"] == node and tuning["instanceKind"] == "KIND_CPU"
-    assert 1 <= tuning["measurements"] <= 4 and tuning["gridSize"] == 8 and tuning["points"] and all(p["throughputPerSecond"] > 0 for p in tuning["points"] if not p.get("error"))
+    assert 1 <= tuning["measurements"] <= 4 and tuning["gridSize"] == 16 and tuning["points"] and all(p["throughputPerSecond"] > 0 for p in tuning["points"] if not p.get("error"))
     assert status["batching"] == tuning["chosen"]
     print(f"tuning: {tuning['measurements']} measurements in {tuning['wallSeconds']} s on {node}, chose {tuning['chosen']}")
     listing = real_cluster.kubectl("get", "im", "digits", "-n", tenant, "-o", "yaml").stdout
