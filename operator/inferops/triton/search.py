@@ -158,8 +158,8 @@ def start_point(grid: TuningGrid, concurrency: int, cores: int) -> tuple[int, ..
     - the largest batch that each instance can fill at once from the requests in flight;
     - no delay: with requests in flight, the queue refills while the instances are busy, and a
       delay would keep an idle instance waiting for a batch the others already took;
-    - preferred sizes [max_batch_size] where the grid has that choice: what the search always
-      chose before the axis existed, so a start is never worse than it was.
+    - preferred sizes [max_batch_size] where the grid has that choice: the start the search had
+      before the axis existed.
     Only a start: the climb steps along every axis from it in every pass, so no region of the
     grid is ruled out here (an earlier start kept a core for the load generator and, with the
     budget spent on batch sizes, never measured two instances on 2 cores)."""
@@ -182,9 +182,12 @@ class Climb:
 
     The preferred-sizes axis, where the grid has one, is the last one stepped along and buys no
     budget of its own: a quarter of the grid with it would double the default climb's cost (6 to 12
-    measurements) for an axis that changes only how the batcher cuts a queue it has already formed,
-    and the goal is fewer measurements than Model Analyzer's quick search, not more. So the climb
-    tries it when the axes before it leave budget over (or with a larger `budget`).
+    measurements) for an axis that changes when the batcher stops waiting and how it cuts the queue,
+    not the batch size and instance count the throughput mostly follows, and the goal is fewer
+    measurements than Model Analyzer's quick search, not more. So the climb reaches it only when
+    the axes before it leave budget over: with duels and the default budget on the default grid,
+    when the first pass moves along an axis (it then skips that axis's other direction); a larger
+    `budget` (--budget) buys it.
 
     Along each axis it steps in one direction while that improves, then tries the other; it
     repeats passes over the axes until a pass moves nowhere, then tries the points two steps out
