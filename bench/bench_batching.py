@@ -107,7 +107,7 @@ def main() -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    print(f"\np99 objective {args.objective_ms} ms; grid {grid.max_batch_sizes} x {grid.queue_delays_us} us x {grid.instance_counts} instances; "
+    print(f"\np99 objective {args.objective_ms} ms; grid {grid.max_batch_sizes} x {grid.queue_delays_us} us x {grid.instance_counts} instances x preferred {grid.preferred}; "
           f"{args.duration}s per grid point; head to head: {args.rounds} rounds of {args.slice}s per config; {time.monotonic() - started:.0f}s in all\n")
     header = (f"{'conc':>4} | {'none /s':>8} {'p99':>6} | {'tuned /s':>8} {'p99':>6} | {'exh /s':>8} {'p99':>6} | "
               f"{'tuned/none':>10} {'exh/none':>8} {'tuned/exh':>9} {'totals':>6} {'exh/copy':>8} {'sweep view':>10} | {'over obj':>8} | {'meas.':>6}")

@@ -3,15 +3,31 @@
 One model (the digits MLP of inferops.triton.sample_model on the python backend running ONNX
 Runtime), one tritonserver binary (the nvidia-pytriton wheel's), one p99 objective and one client
 concurrency. Three searches choose a batching config:
-- InferOps: the tuner's climb (duels on one server, a quarter of the grid at most);
-- Model Analyzer's quick search (`run_config_search_mode: quick`, max batch size 4-32, 1-2
-  instances, concurrency pinned);
-- Model Analyzer's brute force over the same grid as InferOps's (max batch size x max queue
-  delay x instance count, concurrency pinned).
+- InferOps: the tuner's climb (duels on one server; its default budget, a quarter of the grid's
+  batch size x delay x instance points) over max batch size x queue delay x instances x
+  preferred sizes ("max": [max batch size]; "none": none, the largest batch queued);
+- Model Analyzer's quick search (`run_config_search_mode: quick`, max batch size and instances
+  over the grid's range, concurrency pinned; its configs set no preferred sizes);
+- Model Analyzer's brute force over max batch size x max queue delay x instance count, which is
+  InferOps's grid's "none" slice: Model Analyzer cannot express "max". Its model_config_parameters
+  sweep each field independently, so a preferred size cannot follow max_batch_size (listing
+  [[4], [8], ...] crosses every size with every max batch size, drops the illegal pairs and
+  measures pairs outside the grid), and it cannot mix "none" with sizes in one search (it takes
+  max() of preferred_batch_size to check a config, which fails on []). Its brute force has always
+  searched "none": the base config has no preferred sizes and its dynamic_batching adds none.
 Then one server serves the three choices and a second copy of InferOps's (the A/A pair: how far
 two copies of one config read apart by noise alone) and perf_analyzer drives them in turns,
 `--rounds` rounds of one `--slice` run each, the order rotating every round. Each ratio is the
 median of the per-round ratios; p99s are over every request of a config's rounds.
+
+What each search cost is counted in one unit for all: every search gets its own copy of one
+counting wrapper around the real perf_analyzer (bench/pa_counter.py; InferOps through
+$INFEROPS_PERF_ANALYZER, Model Analyzer through perf_analyzer_path), which logs each run, its
+exit status and its measurement windows. Printed per search: configs measured (each search's own
+unit), perf_analyzer runs, windows, seconds under load (perf_analyzer run times summed: load plus each
+run's start-up) and wall time, then InferOps / MA quick for windows and seconds. `--max-batch-sizes`,
+`--queue-delays-us`, `--instance-counts` and `--preferred-batch-sizes` shrink the grid for a quick
+check (brute force over the full grid takes about 10 minutes here).
 
 Setup (once), from the repository root:
     apt-get install -y libb64-0d                          # perf_analyzer's one system library
@@ -20,7 +36,8 @@ Setup (once), from the repository root:
 Run:
     INFEROPS_PERF_ANALYZER=~/.cache/inferops/perf_analyzer/perf_analyzer \\
         .venv/bin/python bench/bench_model_analyzer.py [--model-analyzer .venv-ma/bin/model-analyzer] \\
-        [--concurrency 16] [--objective-ms 200] [--rounds 12] [--slice 1.0] [--json out.json]
+        [--concurrency 16] [--objective-ms 200] [--rounds 12] [--slice 1.0] [--json out.json] \\
+        [--max-batch-sizes 4,8,16,32] [--queue-delays-us 0,1000,5000] [--instance-counts 1,2] [--preferred-batch-sizes max,none]
 
 Model Analyzer runs the wheel's tritonserver in its `local` launch mode through a wrapper script
 (the wheel's libraries, the python backend and its stub, this venv's packages for the stub) on
@@ -42,19 +59,22 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from inferops.api.tensors import BatchingConfig
 from inferops.triton.config import build_model_config, parse_model_config
-from inferops.triton.instruments import find_perf_analyzer
+from inferops.triton.instruments import PERF_ANALYZER_ENV, find_perf_analyzer
 from inferops.triton.loadgen import percentiles
 from inferops.triton.python_backend import local_repository
 from inferops.triton.sample_model import SIGNATURE, mlp_to_onnx, train_digits_mlp
 from inferops.triton.search import TuningGrid, hill_climb
 from inferops.triton.server import TritonServer, free_port, wheel_paths
+from inferops.triton.tune_cmd import _preferred, _sizes
 from inferops.triton.tuner import Profiler
 
 from headtohead import paired_ratio
+from pa_counter import PerfAnalyzerWork, counting_wrapper
 
 MODEL = "digits"
 
@@ -132,12 +152,14 @@ def ma_config(args, work: Path, repository: Path, wrapper: Path, perf_analyzer: 
 
 
 def run_model_analyzer(args, root: Path, repository: Path, wrapper: Path, perf_analyzer: str, mode: str, grid: TuningGrid) -> dict:
-    """Run `model-analyzer profile`; return its choice (a BatchingConfig), measurements and wall time."""
+    """Run `model-analyzer profile` with its own counting copy of `perf_analyzer`; return its choice
+    (a BatchingConfig), configs measured, perf_analyzer work and wall time."""
     import yaml
 
     work = root / f"ma-{mode}"
     work.mkdir()
-    (work / "config.yaml").write_text(yaml.safe_dump(ma_config(args, work, repository, wrapper, perf_analyzer, mode, grid)))
+    counted, log = counting_wrapper(root / "counters", f"ma-{mode}", perf_analyzer)
+    (work / "config.yaml").write_text(yaml.safe_dump(ma_config(args, work, repository, wrapper, str(counted), mode, grid)))
     started = time.monotonic()
     done = subprocess.run([args.model_analyzer, "profile", "-f", str(work / "config.yaml")], capture_output=True, text=True, cwd=work)
     wall = time.monotonic() - started
@@ -151,7 +173,7 @@ def run_model_analyzer(args, root: Path, repository: Path, wrapper: Path, perf_a
     config_dir = work / "output" / best["Model Config Path"].strip()
     return {
         "mode": mode, "choice": batching_of(config_dir / "config.pbtxt"), "config_name": best["Model Config Path"].strip(),
-        "measurements": len(measured), "wall_s": wall, "own_throughput": float(best["Throughput (infer/sec)"]),
+        "measurements": len(measured), "work": PerfAnalyzerWork.of(log), "wall_s": wall, "own_throughput": float(best["Throughput (infer/sec)"]),
         "own_p99_ms": float(best.get("p99 Latency (ms)") or "nan"), "met_objective": bool(feasible),
     }
 
@@ -175,6 +197,30 @@ def describe(b: BatchingConfig) -> str:
     return f"mbs {b.max_batch_size}{preferred} delay {b.max_queue_delay_microseconds}us {b.instance_count} inst"
 
 
+@contextmanager
+def perf_analyzer_named(binary: Path):
+    """$INFEROPS_PERF_ANALYZER set to `binary` inside the block (the profiler finds its instrument
+    there), put back after it: the judge measures with the real one, uncounted."""
+    before = os.environ.get(PERF_ANALYZER_ENV)
+    os.environ[PERF_ANALYZER_ENV] = str(binary)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(PERF_ANALYZER_ENV, None)
+        else:
+            os.environ[PERF_ANALYZER_ENV] = before
+
+
+def describe_work(work: PerfAnalyzerWork) -> str:
+    failed = f", {work.failed} failed" if work.failed else ""
+    return f"{work.runs} perf_analyzer runs{failed}, {work.windows} windows, {work.seconds:.0f}s under load"
+
+
+def fraction(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "n/a"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-analyzer", default=shutil.which("model-analyzer") or ".venv-ma/bin/model-analyzer")
@@ -186,6 +232,11 @@ def main() -> int:
     parser.add_argument("--stability", type=int, default=25, help="Model Analyzer's perf_analyzer stability percentage (its default, 10, never settles on a busy 2-core machine)")
     parser.add_argument("--inferops-measure-with", choices=("perf_analyzer", "inferops-loadgen"),
                         help="InferOps's instrument while it searches (default: perf_analyzer, found as for the judge)")
+    parser.add_argument("--max-batch-sizes", type=_sizes, default=TuningGrid.max_batch_sizes, metavar="N,N,...")
+    parser.add_argument("--queue-delays-us", type=_sizes, default=TuningGrid.queue_delays_us, metavar="N,N,...")
+    parser.add_argument("--instance-counts", type=_sizes, default=TuningGrid.instance_counts, metavar="N,N,...")
+    parser.add_argument("--preferred-batch-sizes", type=_preferred, default=TuningGrid.preferred, metavar="CHOICE,...",
+                        help="InferOps's grid only (Model Analyzer's brute force cannot express 'max': see above)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     perf_analyzer = find_perf_analyzer()
@@ -193,24 +244,27 @@ def main() -> int:
         sys.exit("perf_analyzer not found: run bench/get_perf_analyzer.sh and set INFEROPS_PERF_ANALYZER (see this file's docstring)")
     if not Path(args.model_analyzer).exists():
         sys.exit(f"model-analyzer not found at {args.model_analyzer}: see this file's docstring")
-    grid = TuningGrid()
+    grid = TuningGrid(max_batch_sizes=args.max_batch_sizes, queue_delays_us=args.queue_delays_us, instance_counts=args.instance_counts,
+                      preferred=args.preferred_batch_sizes)
     root = Path(tempfile.mkdtemp(prefix="bench-ma-"))
     results = {}
     try:
         repository = build_repository(root)
         wrapper = server_wrapper(root)
 
-        with Profiler(repository, MODEL, concurrency=args.concurrency, duration_s=args.duration, measure_with=args.inferops_measure_with) as profiler:
+        counted, log = counting_wrapper(root / "counters", "inferops", perf_analyzer)
+        with perf_analyzer_named(counted), Profiler(repository, MODEL, concurrency=args.concurrency, duration_s=args.duration,
+                                                    measure_with=args.inferops_measure_with) as profiler:
             started = time.monotonic()
             climb = hill_climb(profiler.measure, grid, args.objective_ms, concurrency=args.concurrency, duel=profiler.duel)
             results["inferops"] = {"choice": climb.report().chosen, "measurements": climb.measurements, "wall_s": time.monotonic() - started,
-                                   "measured_with": profiler.instrument.name}
+                                   "measured_with": profiler.instrument.name, "work": PerfAnalyzerWork.of(log)}
         print(f"InferOps: {describe(results['inferops']['choice'])}, {climb.measurements} measurements, {results['inferops']['wall_s']:.0f}s "
-              f"({results['inferops']['measured_with']})", flush=True)
+              f"({results['inferops']['measured_with']}; {describe_work(results['inferops']['work'])})", flush=True)
         for mode in ("quick", "brute"):
             results[mode] = run_model_analyzer(args, root, repository, wrapper, perf_analyzer, mode, grid)
             print(f"Model Analyzer {mode}: {describe(results[mode]['choice'])} ({results[mode]['config_name']}), "
-                  f"{results[mode]['measurements']} measurements, {results[mode]['wall_s']:.0f}s", flush=True)
+                  f"{results[mode]['measurements']} measurements, {results[mode]['wall_s']:.0f}s ({describe_work(results[mode]['work'])})", flush=True)
 
         configs = {"inferops": results["inferops"]["choice"], "quick": results["quick"]["choice"], "brute": results["brute"]["choice"],
                    "inferops-again": results["inferops"]["choice"]}
@@ -228,17 +282,23 @@ def main() -> int:
     below = {k: sum(a.throughput_per_s < b.throughput_per_s for a, b in zip(runs["inferops"], runs[k])) for k in ("quick", "brute")}
     print(f"\n{args.concurrency} clients, p99 objective {args.objective_ms:g} ms; judged by perf_analyzer, {args.rounds} rounds of {args.slice}s per config; "
           f"load average {load_before[0]:.1f} before, {load_after[0]:.1f} after (a shared 2-core machine: other work runs beside this)")
-    header = f"{'search':>16} | {'choice':<40} | {'meas.':>5} {'wall s':>6} | {'/s (pa)':>8} {'p99 ms':>7} | {'InferOps/this':>13} {'rounds below':>12}"
+    header = (f"{'search':>16} | {'choice':<40} | {'configs':>7} {'pa runs':>7} {'windows':>7} {'load s':>6} {'wall s':>6} | "
+              f"{'/s (pa)':>8} {'p99 ms':>7} | {'InferOps/this':>13} {'rounds below':>12}")
     print(header)
     print("-" * len(header))
     for label, key in (("InferOps", "inferops"), ("MA quick", "quick"), ("MA brute", "brute")):
-        r = results[key]
+        r, work = results[key], results[key]["work"]
         versus = "" if key == "inferops" else f"{ratio[key]:>13.2f} {below[key]:>7}/{args.rounds}"
-        print(f"{label:>16} | {describe(r['choice']):<40} | {r['measurements']:>5} {r['wall_s']:>6.0f} | {throughput[key]:>8.0f} {p99[key]:>7.1f} | {versus}")
-    print(f"{'A/A (noise)':>16} | {'InferOps choice, second copy':<40} | {'':>5} {'':>6} | {throughput['inferops-again']:>8.0f} {p99['inferops-again']:>7.1f} | {ratio['A/A']:>13.2f}")
-    print(f"InferOps measurements / MA quick's: {results['inferops']['measurements'] / max(1, results['quick']['measurements']):.2f}")
+        print(f"{label:>16} | {describe(r['choice']):<40} | {r['measurements']:>7} {work.runs:>7} {work.windows:>7} {work.seconds:>6.0f} {r['wall_s']:>6.0f} | "
+              f"{throughput[key]:>8.0f} {p99[key]:>7.1f} | {versus}")
+    print(f"{'A/A (noise)':>16} | {'InferOps choice, second copy':<40} | {'':>7} {'':>7} {'':>7} {'':>6} {'':>6} | "
+          f"{throughput['inferops-again']:>8.0f} {p99['inferops-again']:>7.1f} | {ratio['A/A']:>13.2f}")
+    ours, quick = results["inferops"]["work"], results["quick"]["work"]
+    print(f"InferOps / MA quick: perf_analyzer windows {fraction(ours.windows, quick.windows)}, seconds under load {fraction(ours.seconds, quick.seconds)}, "
+          f"wall time {fraction(results['inferops']['wall_s'], results['quick']['wall_s'])} "
+          f"(configs measured, each in its own unit: {results['inferops']['measurements']} / {results['quick']['measurements']})")
     if args.json:
-        dump = {k: {**v, "choice": v["choice"].model_dump(by_alias=True)} for k, v in results.items()}
+        dump = {k: {**v, "choice": v["choice"].model_dump(by_alias=True), "work": vars(v["work"])} for k, v in results.items()}
         args.json.write_text(json.dumps({"results": dump, "ratio": ratio, "throughput": throughput, "p99_ms": p99, "below": below}, indent=2, default=str))
     return 0
 

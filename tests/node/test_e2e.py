@@ -74,9 +74,10 @@ def node_operator(real_cluster, node_s3, built_images, tmp_path_factory):
         KUBECONFIG=str(kubeconfig), INFEROPS_ARTIFACT_ROOT="s3://artifacts", INFEROPS_STORAGE_SECRET="inferops-storage",
         INFEROPS_SMOKE_TEST="true", INFEROPS_METRICS_PORT="0", INFEROPS_WEBHOOK=f"local:{free_port()}",
         INFEROPS_RESYNC_SECONDS="3600", INFEROPS_WATCH_SERVER_TIMEOUT="60",
-        # A short tuning: four half-second measurements (flags of `inferops tune`) on a 3x2x2 grid,
-        # which a model whose requests carry 8 rows (requestBatchSize) narrows to 2x2x2.
-        INFEROPS_TUNE_ARGS=json.dumps(["--duration", "0.5", "--max-batch-sizes", "4,8,16", "--queue-delays-us", "0,2000", "--instance-counts", "1,2", "--budget", "4"]),
+        # A short tuning: four half-second measurements (flags of `inferops tune`) on a 3x2x2x2 grid,
+        # which a model whose requests carry 8 rows (requestBatchSize) narrows to 2x2x2x2.
+        INFEROPS_TUNE_ARGS=json.dumps(["--duration", "0.5", "--max-batch-sizes", "4,8,16", "--queue-delays-us", "0,2000", "--instance-counts", "1,2",
+                                       "--preferred-batch-sizes", "max,none", "--budget", "4"]),
         INFEROPS_TUNING_MAX_MINUTES="3",
     )
     proc = OperatorProcess(cluster, workdir, env)
@@ -140,7 +141,7 @@ def test_a_model_from_s3_is_optimized_tuned_served_and_answers_like_onnx_runtime
     assert tuning["image"] == built_images["triton-cpu"] and tuning["node"] == node and tuning["instanceKind"] == "KIND_CPU"
     assert tuning["measuredWith"] == "perf_analyzer"  # the optimizer image carries the field's instrument
     assert tuning["requestBatchSize"] == 8 and all(p["maxBatchSize"] >= 8 for p in tuning["points"])
-    assert 1 <= tuning["measurements"] <= 4 and tuning["gridSize"] == 8 and tuning["points"] and all(p["throughputPerSecond"] > 0 for p in tuning["points"] if not p.get("error"))
+    assert 1 <= tuning["measurements"] <= 4 and tuning["gridSize"] == 16 and tuning["points"] and all(p["throughputPerSecond"] > 0 for p in tuning["points"] if not p.get("error"))
     assert status["batching"] == tuning["chosen"]
     print(f"tuning: {tuning['measurements']} measurements in {tuning['wallSeconds']} s on {node}, chose {tuning['chosen']}")
     listing = real_cluster.kubectl("get", "im", "digits", "-n", tenant, "-o", "yaml").stdout

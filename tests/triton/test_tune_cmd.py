@@ -70,11 +70,13 @@ def test_without_the_repository_points_are_reloaded_one_at_a_time_on_the_grid_as
     report = TuningReport.model_validate_json(done.stdout)
     stored = s3_server.client().get_object(Bucket=bucket, Key="models/digits/tuning.json")["Body"].read()
     assert TuningReport.model_validate_json(stored) == report
-    assert "one point at a time" in done.stderr and 2 <= report.measurements <= 3 and report.grid_size == 8
+    assert "one point at a time" in done.stderr and 2 <= report.measurements <= 3 and report.grid_size == 16, "2 x 2 x 2, times the default preferred choices (max, none)"
     assert {(q.max_batch_size, q.max_queue_delay_microseconds, q.instance_count) for q in report.points} <= {(b, d, i) for b in (2, 4) for d in (0, 500) for i in (1, 2)}
     live = http.InferenceServerClient(server.http_url).get_model_config(MODEL)
-    assert [(q.max_batch_size, q.max_queue_delay_microseconds, q.instance_count) for q in report.points][-1] == (
-        live["max_batch_size"], live["dynamic_batching"]["max_queue_delay_microseconds"], live["instance_group"][0]["count"]
+    last = report.points[-1]
+    assert (last.max_batch_size, last.max_queue_delay_microseconds, last.instance_count, last.preferred_batch_sizes) == (
+        live["max_batch_size"], live["dynamic_batching"]["max_queue_delay_microseconds"], live["instance_group"][0]["count"],
+        live["dynamic_batching"].get("preferred_batch_size", []),
     ), "each point was loaded under the model's own name with a config override"
 
 
@@ -115,7 +117,7 @@ def test_requests_of_several_rows_are_what_it_measures_and_no_smaller_max_batch_
     server, repository = served
     done = subprocess.run(
         [*INFEROPS, "--server", server.http_url, "--model", MODEL, "--latency-objective-ms", "500", "--concurrency", "4", "--request-batch-size", "8",
-         "--duration", "0.4", "--max-batch-sizes", "4,8,16,32", "--queue-delays-us", "0", "--instance-counts", "1", "--budget", "3",
+         "--duration", "0.4", "--max-batch-sizes", "4,8,16,32", "--queue-delays-us", "0", "--instance-counts", "1", "--preferred-batch-sizes", "max", "--budget", "3",
          "--repository", str(repository), "--measure-with", "inferops-loadgen"],
         capture_output=True, text=True, timeout=240,
     )

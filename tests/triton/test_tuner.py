@@ -13,7 +13,9 @@ from inferops.triton.search import Measurement, TuningGrid, batching_for, exhaus
 from inferops.triton.tuner import Profiler, tune_repository
 
 MODEL = "digits"  # the name make_repository gives the model
-GRID = TuningGrid(max_batch_sizes=(4, 8, 16, 32), queue_delays_us=(0, 1000, 5000), instance_counts=(1, 2))
+# The grid before preferred sizes became an axis ("max" only: three-element points); the tests of
+# the axis are in test_preferred_axis.py.
+GRID = TuningGrid(max_batch_sizes=(4, 8, 16, 32), queue_delays_us=(0, 1000, 5000), instance_counts=(1, 2), preferred=("max",))
 
 
 def paired_ratio(a: list, b: list) -> float:
@@ -234,9 +236,9 @@ def test_exhaustive_measures_every_point_once():
 
 
 def test_the_report_keeps_failed_points_readable_for_status():
-    result = exhaustive(lambda point: Measurement(point, 0.0, math.inf, math.inf, "InferenceServerException: " + "x" * 1000), TuningGrid(max_batch_sizes=(4,), queue_delays_us=(0,), instance_counts=(1,)), objective_ms=50)
+    result = exhaustive(lambda point: Measurement(point, 0.0, math.inf, math.inf, "InferenceServerException: " + "x" * 1000), TuningGrid(max_batch_sizes=(4,), queue_delays_us=(0,), instance_counts=(1,), preferred=("max",)), objective_ms=50)
     dumped = result.report().model_dump(by_alias=True, mode="json")
-    assert dumped["points"] == [{"maxBatchSize": 4, "maxQueueDelayMicroseconds": 0, "instanceCount": 1, "throughputPerSecond": 0.0, "p99Ms": None, "observations": 1, "error": "InferenceServerException: " + "x" * 274}]
+    assert dumped["points"] == [{"maxBatchSize": 4, "maxQueueDelayMicroseconds": 0, "instanceCount": 1, "preferredBatchSizes": [4], "throughputPerSecond": 0.0, "p99Ms": None, "observations": 1, "error": "InferenceServerException: " + "x" * 274}]
 
 
 # Head to head, tuned vs the sweep's choice: rounds of one slice each per config, the order rotating.

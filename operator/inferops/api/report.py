@@ -27,6 +27,10 @@ class TuningPoint(ApiModel):
     max_batch_size: int = Field(alias="maxBatchSize")
     max_queue_delay_microseconds: int = Field(alias="maxQueueDelayMicroseconds")
     instance_count: int = Field(alias="instanceCount")
+    preferred_batch_sizes: list[int] | None = Field(
+        default=None, alias="preferredBatchSizes", max_length=16,
+        description="the dynamic batcher's preferred sizes: [maxBatchSize] waits for full batches, [] sends the largest batch queued",
+    )
     throughput_per_s: float = Field(alias="throughputPerSecond")
     p99_ms: float | None = Field(default=None, alias="p99Ms", description="absent when the point failed; over all the requests of every measurement it took part in")
     observations: int = Field(default=1, description="measurements the point took part in (single runs or duels): a duel's incumbent is watched again")

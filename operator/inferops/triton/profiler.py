@@ -31,7 +31,7 @@ from typing import Callable
 from inferops.api.tensors import BatchingConfig, Signature
 
 from .loadgen import percentiles
-from .search import Measurement, Point, batching_for
+from .search import Measurement, Point, batching_for, point_label
 
 COPY_MARK = "-tune-"  # copies are named <model>-tune-<label>
 
@@ -300,7 +300,7 @@ class ServerProfiler:
         that stalls more chances to show it. perf_analyzer starts a process per turn, so it takes
         fewer, longer turns (Instrument.min_slice_s)."""
         slices = max(2, round(self.duration_s / 2 / self.instrument.min_slice_s))
-        labels = {"b{}-d{}-i{}".format(*point): point for point in (incumbent, candidate)}
+        labels = {point_label(point): point for point in (incumbent, candidate)}
         try:
             results = self.head_to_head({label: batching_for(point) for label, point in labels.items()},
                                         rounds=slices, slice_s=self.duration_s / 2 / slices, warmup_s=0.1)

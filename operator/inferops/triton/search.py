@@ -7,7 +7,6 @@ See tuner.py for why the search is shaped this way (duels, pooled p99, rematch).
 
 from __future__ import annotations
 
-import itertools
 import math
 import os
 import time
@@ -15,50 +14,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from inferops.api.report import TuningPoint, TuningReport
-from inferops.api.tensors import BatchingConfig
 
+from .grid import PREFERRED_CHOICES, Point, Preferred, TuningGrid, batching_for, point_label, preferred_of  # noqa: F401 - the search's vocabulary, for its callers
 from .loadgen import percentiles
-
-Point = tuple[int, int, int]  # (max_batch_size, max_queue_delay_us, instance_count)
-
-
-@dataclass(frozen=True)
-class TuningGrid:
-    max_batch_sizes: tuple[int, ...] = (4, 8, 16, 32)
-    queue_delays_us: tuple[int, ...] = (0, 1000, 5000)
-    instance_counts: tuple[int, ...] = (1, 2)
-
-    def __post_init__(self):
-        for axis in self.axes:
-            if not axis or list(axis) != sorted(set(axis)):
-                raise ValueError(f"grid axis {axis} must be non-empty, sorted and without repeats")
-        if self.max_batch_sizes[0] < 1:
-            raise ValueError("max batch sizes must be >= 1 for dynamic batching")
-
-    @property
-    def axes(self) -> tuple[tuple[int, ...], ...]:
-        return (self.max_batch_sizes, self.queue_delays_us, self.instance_counts)
-
-    @property
-    def size(self) -> int:
-        return math.prod(len(a) for a in self.axes)
-
-    def points(self) -> list[Point]:
-        return list(itertools.product(*self.axes))
-
-
-def batching_for(point: Point) -> BatchingConfig:
-    """The config of a grid point. The batcher is asked to prefer full batches: with the delay it
-    waits for max_batch_size requests, and sends what it has when the delay runs out."""
-    max_batch_size, delay_us, instances = point
-    return BatchingConfig(
-        max_batch_size=max_batch_size,
-        preferred_batch_sizes=[max_batch_size],
-        max_queue_delay_microseconds=delay_us,
-        instance_count=instances,
-        dynamic_batching=True,
-    )
-
 
 @dataclass(frozen=True)
 class Measurement:
@@ -131,6 +89,7 @@ class SearchResult:
                     max_batch_size=m.point[0],
                     max_queue_delay_microseconds=m.point[1],
                     instance_count=m.point[2],
+                    preferred_batch_sizes=batching_for(m.point).preferred_batch_sizes,
                     throughput_per_s=round(m.throughput_per_s, 2),
                     p99_ms=round(m.p99_ms, 3) if math.isfinite(m.p99_ms) else None,
                     observations=m.observations,
@@ -194,12 +153,14 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def start_point(grid: TuningGrid, rows_in_flight: int, cores: int) -> tuple[int, int, int]:
+def start_point(grid: TuningGrid, rows_in_flight: int, cores: int) -> tuple[int, ...]:
     """Grid indices of the start, from what the load allows (the rows its requests carry at once):
     - as many instances as the server has cores (each CPU instance runs one ONNX Runtime thread);
     - the largest batch that each instance can fill at once from the requests in flight;
     - no delay: with requests in flight, the queue refills while the instances are busy, and a
-      delay would keep an idle instance waiting for a batch the others already took.
+      delay would keep an idle instance waiting for a batch the others already took;
+    - preferred sizes [max_batch_size] where the grid has that choice: the start the search had
+      before the axis existed.
     Only a start: the climb steps along every axis from it in every pass, so no region of the
     grid is ruled out here (an earlier start kept a core for the load generator and, with the
     budget spent on batch sizes, never measured two instances on 2 cores)."""
@@ -207,7 +168,10 @@ def start_point(grid: TuningGrid, rows_in_flight: int, cores: int) -> tuple[int,
     instance_index = fitting[-1] if fitting else 0
     per_instance = max(1, rows_in_flight // grid.instance_counts[instance_index])
     fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= per_instance]
-    return (fillable[-1] if fillable else 0, 0, instance_index)
+    start = (fillable[-1] if fillable else 0, 0, instance_index)
+    if grid.varies_preferred:
+        start += (grid.preferred.index("max") if "max" in grid.preferred else 0,)
+    return start
 
 
 Duel = Callable[[Point, Point], tuple["Measurement | None", Measurement]]
@@ -215,7 +179,16 @@ Duel = Callable[[Point, Point], tuple["Measurement | None", Measurement]]
 
 class Climb:
     """Coordinate hill climbing over the grid's index space, at most `budget` measurements
-    (default: a quarter of the grid).
+    (default: a quarter of the grid's batch size x delay x instance points, TuningGrid.batching_size).
+
+    The preferred-sizes axis, where the grid has one, is the last one stepped along and buys no
+    budget of its own: a quarter of the grid with it would double the default climb's cost (6 to 12
+    measurements) for an axis that changes when the batcher stops waiting and how it cuts the queue,
+    not the batch size and instance count the throughput mostly follows, and the goal is fewer
+    measurements than Model Analyzer's quick search, not more. So the climb reaches it only when
+    the axes before it leave budget over: with duels and the default budget on the default grid,
+    when the first pass moves along an axis (it then skips that axis's other direction); a larger
+    `budget` (--budget) buys it.
 
     Along each axis it steps in one direction while that improves, then tries the other; it
     repeats passes over the axes until a pass moves nowhere, then tries the points two steps out
@@ -251,7 +224,7 @@ class Climb:
         self.grid, self.objective_ms, self.duel, self.deadline = grid, objective_ms, duel, deadline
         self.concurrency = concurrency
         self.rows_in_flight = concurrency * request_rows
-        self.budget = budget if budget is not None else max(1, grid.size // 4)
+        self.budget = budget if budget is not None else max(1, grid.batching_size // 4)
         # With duels, the last measurement is kept for a rematch of the two best points seen.
         self.climb_budget = self.budget - 1 if duel is not None and self.budget > 2 else self.budget
         self.min_gain = min_gain if min_gain is not None else (0.0 if duel else 0.03)

@@ -24,7 +24,7 @@ ACCELERATOR_ENV = "INFEROPS_ACCELERATOR"
 EPILOG = """\
 The model's config is read from the server, so every candidate keeps what the served config has
 (signature, backend, parameters, instance kind, GPUs, accelerators); only max_batch_size, dynamic
-batching (preferred size, queue delay) and the instance count vary.
+batching (preferred sizes, queue delay) and the instance count vary.
 --repository: the server's model repository as a folder this process can write (a volume shared
 with the server). With it two candidates are served at once and measured head to head in turns
 (duels, which cancel the machine's drift); without it points are measured one after the other.
@@ -55,7 +55,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-sizes", type=_sizes, default=(4, 8, 16, 32), metavar="N,N,...", help="grid: max batch sizes (default 4,8,16,32)")
     parser.add_argument("--queue-delays-us", type=_sizes, default=(0, 1000, 5000), metavar="N,N,...", help="grid: max queue delays in microseconds (default 0,1000,5000)")
     parser.add_argument("--instance-counts", type=_sizes, default=(1, 2), metavar="N,N,...", help="grid: instance counts (default 1,2)")
-    parser.add_argument("--budget", type=int, help="most measurements (default: a quarter of the grid)")
+    parser.add_argument("--preferred-batch-sizes", type=_preferred, default=("max", "none"), metavar="CHOICE,...",
+                        help="grid: preferred batch sizes, 'max' ([max batch size]) and/or 'none' (the largest batch queued) (default max,none)")
+    parser.add_argument("--budget", type=int, help="most measurements (default: a quarter of the grid's batch size x delay x instance points)")
     parser.add_argument("--measure-with", choices=("perf_analyzer", "inferops-loadgen"),
                         help="load generator (default: perf_analyzer when $INFEROPS_PERF_ANALYZER or PATH has it, else inferops-loadgen)")
 
@@ -68,6 +70,16 @@ def _sizes(text: str) -> tuple[int, ...]:
     if not values or values[0] < 0:
         raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
     return values
+
+
+def _preferred(text: str) -> tuple[str, ...]:
+    """Choices in the grid's canonical order, whatever order the flag lists them in."""
+    from .grid import PREFERRED_CHOICES
+
+    named = {v.strip() for v in text.split(",") if v.strip()}
+    if not named or named - set(PREFERRED_CHOICES):
+        raise argparse.ArgumentTypeError(f"expected a comma-separated subset of {','.join(PREFERRED_CHOICES)}, got {text!r}")
+    return tuple(c for c in PREFERRED_CHOICES if c in named)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,7 +106,7 @@ class TuningFailed(RuntimeError):
 def tune(args: argparse.Namespace, started: float):
     from .loadgen import LoadError
     from .profiler import ProfilerError, ServerProfiler, wait_live
-    from .search import TuningGrid, hill_climb
+    from .search import TuningGrid, hill_climb, preferred_of
 
     if args.concurrency < 1 or args.request_batch_size < 1:
         raise TuningFailed("--concurrency and --request-batch-size must be >= 1")
@@ -105,14 +117,16 @@ def tune(args: argparse.Namespace, started: float):
         raise TuningFailed(str(exc)) from None
 
     def progress(m) -> None:
-        batch, delay, instances = m.point
+        batch, delay, instances = m.point[:3]
         said = f"error {m.error[:200]}" if m.error else f"{m.throughput_per_s:.1f}/s p99 {m.p99_ms:.1f} ms"
-        print(f"tune: maxBatchSize={batch} queueDelayUs={delay} instances={instances}: {said}", file=sys.stderr, flush=True)
+        preferred = f" preferred={preferred_of(m.point)}" if len(m.point) > 3 else ""
+        print(f"tune: maxBatchSize={batch} queueDelayUs={delay} instances={instances}{preferred}: {said}", file=sys.stderr, flush=True)
 
     try:
         # Triton refuses a request larger than the model's max batch size.
         sizes = tuple(n for n in args.max_batch_sizes if n >= args.request_batch_size) or (args.request_batch_size,)
-        grid = TuningGrid(max_batch_sizes=sizes, queue_delays_us=args.queue_delays_us, instance_counts=args.instance_counts)
+        grid = TuningGrid(max_batch_sizes=sizes, queue_delays_us=args.queue_delays_us, instance_counts=args.instance_counts,
+                          preferred=args.preferred_batch_sizes)
     except ValueError as exc:
         raise TuningFailed(f"grid: {exc}") from None
     profiler = ServerProfiler(

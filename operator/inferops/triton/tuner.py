@@ -1,6 +1,7 @@
 """`dynamicBatching: auto`: profile a model on a real Triton server and pick its batching config.
 
-The search space is a grid of max_batch_size x max_queue_delay x instance count. Each point
+The search space is a grid of max_batch_size x max_queue_delay x instance count x preferred
+batch sizes ([max_batch_size] or none: grid.py). Each point
 is measured by reloading the model with that config (explicit model control) and driving it
 with `concurrency` closed-loop clients. The objective: the highest throughput whose p99
 latency meets the latency objective. A config whose batcher stalls now and then must not look
