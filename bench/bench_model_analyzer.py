@@ -242,6 +242,7 @@ def main() -> int:
     perf_analyzer = find_perf_analyzer()
     if perf_analyzer is None:
         sys.exit("perf_analyzer not found: run bench/get_perf_analyzer.sh and set INFEROPS_PERF_ANALYZER (see this file's docstring)")
+    args.model_analyzer = str(Path(args.model_analyzer).absolute())  # it runs in its own work folder
     if not Path(args.model_analyzer).exists():
         sys.exit(f"model-analyzer not found at {args.model_analyzer}: see this file's docstring")
     grid = TuningGrid(max_batch_sizes=args.max_batch_sizes, queue_delays_us=args.queue_delays_us, instance_counts=args.instance_counts,
