@@ -36,8 +36,7 @@ def tuning_hash(artifact_hash: str, spec: InferenceModelSpec, hardware: Hardware
     """What a tuning result depends on: the artifact, the server that measures it (image, backend
     rendering, instance kind, the class's nodes and resources, the artifact's GPU accelerators)
     and what it is tuned for (p99 objective, client concurrency, rows per request, the search's
-    flags). Anything
-    else (replicas, autoscaling, a new optimizer image) reuses the tuning."""
+    flags). Anything else (replicas, autoscaling, a new optimizer image) reuses the tuning."""
     inputs = {
         "artifact": artifact_hash,
         "tritonImage": triton_image,
