@@ -34,6 +34,7 @@ from bench_optimize import cpu_description, digits_model  # noqa: E402
 
 from inferops.api.tensors import TensorSpec  # noqa: E402
 from inferops.optimize import measure  # noqa: E402
+from inferops.optimize.sample_cnns import train_keras_cnn, train_torch_cnn  # noqa: E402
 from inferops.optimize.pipeline import Options, optimize  # noqa: E402
 
 ROUNDS = 5
@@ -49,26 +50,13 @@ def digits_split(layout: tuple[int, ...]):
 
 
 def torch_model(work: Path):
-    """The test suite's PyTorch CNN; returns (model file, eval data, the framework's predict)."""
+    """The test suite's PyTorch CNN (sample_cnns); returns (model file, eval data, the framework's predict)."""
     import torch
-    from torch import nn
 
     torch.set_num_threads(1)
-    torch.manual_seed(0)
     x_train, x_test, y_train, y_test = digits_split((1, 8, 8))
-    net = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
-    )
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    for _ in range(15):
-        for idx in torch.randperm(len(xt)).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-    net.eval()
-    program = torch.export.export(net, (xt[:4],), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
+    net = train_torch_cnn(x_train, y_train)
+    program = torch.export.export(net, (torch.from_numpy(x_train[:4]),), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=1024)},))
     torch.export.save(program, str(work / "digits.pt2"))
     np.savez(work / "torch.npz", image=x_test, labels=y_test.astype(np.int64))
 
@@ -82,7 +70,7 @@ def torch_model(work: Path):
 
 
 def keras_model(work: Path):
-    """The test suite's Keras CNN (NHWC); the framework's predict is a tf.function graph."""
+    """The test suite's Keras CNN (sample_cnns, NHWC); the framework's predict is a tf.function graph."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "triton" not in sys.modules:
         # TensorFlow's LLVM and OpenAI Triton's in one process abort it (Triton loaded second): torch runs without it.
@@ -94,16 +82,7 @@ def keras_model(work: Path):
     import keras
 
     x_train, x_test, y_train, y_test = digits_split((8, 8, 1))
-    keras.utils.set_random_seed(0)
-    net = keras.Sequential([
-        keras.Input((8, 8, 1), name="image"),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(2), keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10),
-    ])
-    net.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    net.fit(x_train, y_train, epochs=15, batch_size=64, verbose=0)
+    net = train_keras_cnn(x_train, y_train)
     net.save(work / "digits.keras")
     np.savez(work / "keras.npz", image=x_test, labels=y_test.astype(np.int64))
     graph = tf.function(lambda x: net(x, training=False), input_signature=[tf.TensorSpec((None, 8, 8, 1), tf.float32)])

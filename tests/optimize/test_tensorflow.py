@@ -13,6 +13,7 @@ import onnx
 import pytest
 
 from inferops.optimize import model_io
+from inferops.optimize.sample_cnns import train_keras_cnn
 
 from .conftest import onnx_predict, run_optimize
 
@@ -27,25 +28,6 @@ class KerasDigits:
     x_test: np.ndarray
     y_test: np.ndarray
     accuracy: float
-
-
-def train_keras_cnn(x_train: np.ndarray, y_train: np.ndarray, epochs: int = 15):
-    """The Keras twin of the torch test's CNN (NHWC): two convolutions, a pool, two dense layers."""
-    import keras
-
-    keras.utils.set_random_seed(0)
-    net = keras.Sequential([
-        keras.Input((8, 8, 1), name="image"),
-        keras.layers.Conv2D(16, 3, padding="same", activation="relu"),
-        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
-        keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        keras.layers.Dense(64, activation="relu"),
-        keras.layers.Dense(10),
-    ])
-    net.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    net.fit(x_train, y_train, epochs=epochs, batch_size=64, verbose=0)
-    return net
 
 
 @pytest.fixture(scope="module")

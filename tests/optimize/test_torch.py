@@ -10,6 +10,8 @@ import numpy as np
 import onnx
 import pytest
 
+from inferops.optimize.sample_cnns import train_torch_cnn
+
 from .conftest import onnx_predict, run_optimize
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
@@ -27,24 +29,10 @@ class TorchDigits:
 
 @pytest.fixture(scope="module")
 def cnn(torch, digits, tmp_path_factory) -> TorchDigits:
-    from torch import nn
-
-    torch.manual_seed(0)
     npz = np.load(digits.data)
     x_train, y_train = npz["train_inputs"].reshape(-1, 1, 8, 8), npz["train_labels"]
     x_test, y_test = digits.x_test.reshape(-1, 1, 8, 8), digits.y_test
-    net = nn.Sequential(
-        nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(32 * 4 * 4, 64), nn.ReLU(), nn.Linear(64, 10),
-    )
-    opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    xt, yt = torch.from_numpy(x_train), torch.from_numpy(y_train)
-    for _ in range(15):
-        for idx in torch.randperm(len(xt)).split(64):
-            opt.zero_grad()
-            nn.functional.cross_entropy(net(xt[idx]), yt[idx]).backward()
-            opt.step()
-    net.eval()
+    net = train_torch_cnn(x_train, y_train)
     with torch.no_grad():
         accuracy = float((net(torch.from_numpy(x_test)).argmax(1).numpy() == y_test).mean())
     d = tmp_path_factory.mktemp("cnn")
