@@ -212,7 +212,7 @@ def main() -> int:
     if mixed:
         rep, full = mixed["report"], mixed["full"]
         mp = rep.mixed_precision
-        print(f"\naccuracy-aware int8 (quantize-int8-dynamic, accuracyAware=true) on the outlier digits MLP 64-512-512-10")
+        print("\naccuracy-aware int8 (quantize-int8-dynamic, accuracyAware=true) on the outlier digits MLP 64-512-512-10")
         print(f"  layers kept in float: {mp.float_layers} ({mp.int8_layers} of {mp.candidate_layers} weighted layers in int8; {len(mp.attempts)} attempts)")
         print(f"  accuracy: fp32 {rep.accuracy.before:.4f}, full int8 {full.accuracy.after:.4f}, accuracy-aware {rep.accuracy.after:.4f} (drop {rep.accuracy.drop:.4f}, budget 0.01)")
         sizes = mixed["sizes"]
