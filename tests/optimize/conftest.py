@@ -78,6 +78,13 @@ def run_optimize(*argv: str) -> tuple[int, dict]:
     return code, json.loads(out.getvalue())
 
 
+def static_int8_within_a_point(model: Path, eval_data: Path, tmp_path: Path, *extra: str) -> tuple[int, dict]:
+    """A framework's digits CNN through `inferops optimize` to static int8 within one accuracy
+    point, served as `digits` in tmp_path/repo (the torch and TensorFlow format tests)."""
+    return run_optimize("--model", f"file://{model}", "--recipe", "quantize-int8-static", "--eval-data", f"file://{eval_data}",
+                        "--output", f"file://{tmp_path / 'repo'}", "--accuracy-budget", "0.01", "--model-name", "digits", *extra)
+
+
 def onnx_predict(path: Path, feeds: dict) -> np.ndarray:
     import onnxruntime as ort
 

@@ -15,7 +15,7 @@ import pytest
 from inferops.optimize import model_io
 from inferops.optimize.sample_cnns import train_keras_cnn
 
-from .conftest import onnx_predict, run_optimize
+from .conftest import onnx_predict, run_optimize, static_int8_within_a_point
 
 pytestmark = [pytest.mark.tensorflow, pytest.mark.slow]
 
@@ -44,11 +44,6 @@ def cnn(tensorflow, digits, tmp_path_factory) -> KerasDigits:
     return KerasDigits(d / "digits.keras", d / "digits-savedmodel", d / "digits.npz", x_test, y_test, accuracy)
 
 
-def _optimize(path: Path, cnn: KerasDigits, tmp_path: Path, *extra: str) -> tuple[int, dict]:
-    return run_optimize("--model", f"file://{path}", "--recipe", "quantize-int8-static", "--eval-data", f"file://{cnn.data}",
-                        "--output", f"file://{tmp_path / 'repo'}", "--accuracy-budget", "0.01", "--model-name", "digits", *extra)
-
-
 def _check(code: int, report: dict, cnn: KerasDigits, tmp_path: Path, fmt: str) -> None:
     assert code == 0, report["notes"]
     assert cnn.accuracy > 0.95
@@ -67,14 +62,14 @@ def _check(code: int, report: dict, cnn: KerasDigits, tmp_path: Path, fmt: str) 
 
 
 def test_keras_file_to_int8(cnn, tmp_path):
-    code, report = _optimize(cnn.keras_file, cnn, tmp_path)  # the format read from the .keras name
+    code, report = static_int8_within_a_point(cnn.keras_file, cnn.data, tmp_path)  # the format read from the .keras name
     _check(code, report, cnn, tmp_path, "keras")
     assert report["signature"]["inputs"] == [{"name": "image", "datatype": "FP32", "dims": [8, 8, 1]}]
     assert [t["name"] for t in report["signature"]["outputs"]] == ["output_0"]
 
 
 def test_saved_model_folder_to_int8(cnn, tmp_path):
-    code, report = _optimize(cnn.saved_model, cnn, tmp_path, "--format", "savedmodel", "--outputs", '[{"name":"logits","datatype":"FP32","dims":[10]}]')
+    code, report = static_int8_within_a_point(cnn.saved_model, cnn.data, tmp_path, "--format", "savedmodel", "--outputs", '[{"name":"logits","datatype":"FP32","dims":[10]}]')
     _check(code, report, cnn, tmp_path, "savedmodel")
     assert [t["name"] for t in report["signature"]["outputs"]] == ["logits"], "the spec renames the signature's output"
 
@@ -83,7 +78,7 @@ def test_saved_model_tarball_is_read_by_its_content(cnn, tmp_path):
     archive = tmp_path / "digits.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(cnn.saved_model, arcname="digits")
-    code, report = _optimize(archive, cnn, tmp_path)  # no --format: the archive holds a saved_model.pb
+    code, report = static_int8_within_a_point(archive, cnn.data, tmp_path)  # no --format: the archive holds a saved_model.pb
     _check(code, report, cnn, tmp_path, "savedmodel")
 
 
@@ -113,7 +108,7 @@ def test_a_conversion_that_changes_the_outputs_is_caught_before_any_recipe(cnn, 
         return real(out, *args, **kwargs)
 
     monkeypatch.setattr(tf_export, "finish", halved)
-    code, report = _optimize(cnn.keras_file, cnn, tmp_path)
+    code, report = static_int8_within_a_point(cnn.keras_file, cnn.data, tmp_path)
     assert code == 2 and "differs from the original" in report["notes"][-1], report["notes"][-1]
     assert report["steps"] == ["convert-keras-onnx"], "nothing was quantized"
 

@@ -12,7 +12,7 @@ import pytest
 
 from inferops.optimize.sample_cnns import train_torch_cnn
 
-from .conftest import onnx_predict, run_optimize
+from .conftest import onnx_predict, run_optimize, static_int8_within_a_point
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 SIGNATURE = '[{"name":"image","datatype":"FP32","dims":[1,8,8]}]'
@@ -40,11 +40,6 @@ def cnn(torch, digits, tmp_path_factory) -> TorchDigits:
     return TorchDigits(net, d / "digits.npz", x_test, y_test, accuracy)
 
 
-def _optimize(path: Path, cnn: TorchDigits, tmp_path: Path, *extra: str) -> tuple[int, dict]:
-    return run_optimize("--model", f"file://{path}", "--recipe", "quantize-int8-static", "--eval-data", f"file://{cnn.data}",
-                        "--output", f"file://{tmp_path / 'repo'}", "--accuracy-budget", "0.01", "--model-name", "digits", *extra)
-
-
 def _check(code: int, report: dict, cnn: TorchDigits, tmp_path: Path, fmt: str) -> None:
     assert code == 0, report["notes"]
     assert cnn.accuracy > 0.95
@@ -62,13 +57,13 @@ def _check(code: int, report: dict, cnn: TorchDigits, tmp_path: Path, fmt: str) 
 
 def test_torchscript_to_int8(torch, cnn, tmp_path):
     torch.jit.save(torch.jit.script(cnn.model), str(tmp_path / "digits.pt"))
-    code, report = _optimize(tmp_path / "digits.pt", cnn, tmp_path, "--format", "torchscript", "--inputs", SIGNATURE)
+    code, report = static_int8_within_a_point(tmp_path / "digits.pt", cnn.data, tmp_path, "--format", "torchscript", "--inputs", SIGNATURE)
     _check(code, report, cnn, tmp_path, "torchscript")
 
 
 def test_torchscript_needs_the_signature(torch, cnn, tmp_path):
     torch.jit.save(torch.jit.script(cnn.model), str(tmp_path / "digits.pt"))
-    code, report = _optimize(tmp_path / "digits.pt", cnn, tmp_path)  # format read from the archive
+    code, report = static_int8_within_a_point(tmp_path / "digits.pt", cnn.data, tmp_path)  # format read from the archive
     assert code == 2 and "spec.model.inputs" in report["notes"][-1]
 
 
@@ -77,7 +72,7 @@ def test_torch_export_to_int8(torch, cnn, tmp_path):
     program = torch.export.export(cnn.model, (torch.from_numpy(cnn.x_test[:4]),), dynamic_shapes=({0: batch},))
     torch.export.save(program, str(tmp_path / "digits.pt2"))
     # The program names its input after forward's argument ("input"); the spec renames it.
-    code, report = _optimize(tmp_path / "digits.pt2", cnn, tmp_path, "--inputs", SIGNATURE, "--outputs", '[{"name":"logits","datatype":"FP32","dims":[10]}]')
+    code, report = static_int8_within_a_point(tmp_path / "digits.pt2", cnn.data, tmp_path, "--inputs", SIGNATURE, "--outputs", '[{"name":"logits","datatype":"FP32","dims":[10]}]')
     _check(code, report, cnn, tmp_path, "pytorch")
     assert report["signature"]["inputs"] == [{"name": "image", "datatype": "FP32", "dims": [1, 8, 8]}]
     assert [t["name"] for t in report["signature"]["outputs"]] == ["logits"]
