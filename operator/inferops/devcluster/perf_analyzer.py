@@ -94,11 +94,7 @@ def ensure(folder: Path | None = None) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".perf_analyzer-") as tmp:
         partial = Path(tmp) / "out"
-        for rel, (content, mode) in install_files(str(folder)).items():
-            path = partial / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
-            path.chmod(mode)
+        rootfs.write_files(partial, install_files(str(folder)))
         version = subprocess.run([str(partial / "bin" / "perf_analyzer"), "--version"], capture_output=True, text=True,
                                  env={**os.environ, "LD_LIBRARY_PATH": str(partial / "lib")})
         if version.returncode != 0:

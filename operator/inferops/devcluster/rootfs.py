@@ -148,11 +148,15 @@ def files_layer(files: dict[str, tuple[bytes, int]], name: str) -> Path:
     if out.exists():
         return out
     with tempfile.TemporaryDirectory(dir=layers_dir(), prefix=f".{name}-") as tmp:
-        root = Path(tmp)
-        for rel, (content, mode) in files.items():
-            path = root / rel.lstrip("/")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(content)
-            path.chmod(mode)
-        dir_layer(root, out)
+        write_files(Path(tmp), files)
+        dir_layer(Path(tmp), out)
     return out
+
+
+def write_files(root: Path, files: dict[str, tuple[bytes, int]]) -> None:
+    """Lay out `files` (path below root -> (content, mode)) under `root`."""
+    for rel, (content, mode) in files.items():
+        path = root / rel.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+        path.chmod(mode)
