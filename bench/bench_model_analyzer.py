@@ -5,16 +5,15 @@ Runtime), one tritonserver binary (the nvidia-pytriton wheel's), one p99 objecti
 concurrency. Three searches choose a batching config:
 - InferOps: the tuner's climb (duels on one server; its default budget, a quarter of the grid's
   batch size x delay x instance points) over max batch size x queue delay x instances x
-  preferred sizes ("max": [max batch size]; "none": none, the largest batch queued);
+  preferred sizes ("max": [max batch size]; "half": [max / 2, max]);
 - Model Analyzer's quick search (`run_config_search_mode: quick`, max batch size and instances
   over the grid's range, concurrency pinned; its configs set no preferred sizes);
 - Model Analyzer's brute force over max batch size x max queue delay x instance count, which is
-  InferOps's grid's "none" slice: Model Analyzer cannot express "max". Its model_config_parameters
-  sweep each field independently, so a preferred size cannot follow max_batch_size (listing
-  [[4], [8], ...] crosses every size with every max batch size, drops the illegal pairs and
-  measures pairs outside the grid), and it cannot mix "none" with sizes in one search (it takes
-  max() of preferred_batch_size to check a config, which fails on []). Its brute force has always
-  searched "none": the base config has no preferred sizes and its dynamic_batching adds none.
+  InferOps's grid's "max" slice: its configs set no preferred sizes, and Triton loads a config
+  without them as preferred [max batch size] (read back from the server, a config asked with []
+  and one asked with [8] are the same). Its model_config_parameters sweep each field
+  independently, so a preferred size cannot follow max_batch_size (listing [[4], [8], ...]
+  crosses every size with every max batch size and drops the illegal pairs): "half" is beyond it.
 Then one server serves the three choices and a second copy of InferOps's (the A/A pair: how far
 two copies of one config read apart by noise alone) and perf_analyzer drives them in turns,
 `--rounds` rounds of one `--slice` run each, the order rotating every round. Each ratio is the
@@ -37,7 +36,7 @@ Run:
     INFEROPS_PERF_ANALYZER=~/.cache/inferops/perf_analyzer/perf_analyzer \\
         .venv/bin/python bench/bench_model_analyzer.py [--model-analyzer .venv-ma/bin/model-analyzer] \\
         [--concurrency 16] [--objective-ms 200] [--rounds 12] [--slice 1.0] [--json out.json] \\
-        [--max-batch-sizes 4,8,16,32] [--queue-delays-us 0,1000,5000] [--instance-counts 1,2] [--preferred-batch-sizes max,none]
+        [--max-batch-sizes 4,8,16,32] [--queue-delays-us 0,1000,5000] [--instance-counts 1,2] [--preferred-batch-sizes max,half]
 
 Model Analyzer runs the wheel's tritonserver in its `local` launch mode through a wrapper script
 (the wheel's libraries, the python backend and its stub, this venv's packages for the stub) on
@@ -236,7 +235,7 @@ def main() -> int:
     parser.add_argument("--queue-delays-us", type=_sizes, default=TuningGrid.queue_delays_us, metavar="N,N,...")
     parser.add_argument("--instance-counts", type=_sizes, default=TuningGrid.instance_counts, metavar="N,N,...")
     parser.add_argument("--preferred-batch-sizes", type=_preferred, default=TuningGrid.preferred, metavar="CHOICE,...",
-                        help="InferOps's grid only (Model Analyzer's brute force cannot express 'max': see above)")
+                        help="InferOps's grid only (Model Analyzer's brute force cannot express 'half': see above)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     perf_analyzer = find_perf_analyzer()

@@ -77,7 +77,7 @@ def node_operator(real_cluster, node_s3, built_images, tmp_path_factory):
         # A short tuning: four half-second measurements (flags of `inferops tune`) on a 3x2x2x2 grid,
         # which a model whose requests carry 8 rows (requestBatchSize) narrows to 2x2x2x2.
         INFEROPS_TUNE_ARGS=json.dumps(["--duration", "0.5", "--max-batch-sizes", "4,8,16", "--queue-delays-us", "0,2000", "--instance-counts", "1,2",
-                                       "--preferred-batch-sizes", "max,none", "--budget", "4"]),
+                                       "--preferred-batch-sizes", "max,half", "--budget", "4"]),
         INFEROPS_TUNING_MAX_MINUTES="3",
     )
     proc = OperatorProcess(cluster, workdir, env)

@@ -49,6 +49,8 @@ def test_tune_measures_candidates_through_the_repository_api_and_writes_the_repo
     measured = [line for line in done.stderr.splitlines() if line.startswith("tune: maxBatchSize=")]
     assert len(measured) >= report.measurements, "a progress line per point measured"
     assert not any(p.error for p in report.points)
+    # The server's own count of the batches it ran, per point, read from its statistics.
+    assert all(1 <= p.mean_batch_size <= p.max_batch_size for p in report.points)
     # Duels ran on copies, which are unloaded and removed; the model itself is untouched on disk.
     assert sorted(p.name for p in repository.iterdir()) == [MODEL]
     index = http.InferenceServerClient(server.http_url).get_model_repository_index()
@@ -70,8 +72,9 @@ def test_without_the_repository_points_are_reloaded_one_at_a_time_on_the_grid_as
     report = TuningReport.model_validate_json(done.stdout)
     stored = s3_server.client().get_object(Bucket=bucket, Key="models/digits/tuning.json")["Body"].read()
     assert TuningReport.model_validate_json(stored) == report
-    assert "one point at a time" in done.stderr and 2 <= report.measurements <= 3 and report.grid_size == 16, "2 x 2 x 2, times the default preferred choices (max, none)"
+    assert "one point at a time" in done.stderr and 2 <= report.measurements <= 3 and report.grid_size == 16, "2 x 2 x 2, times the default preferred choices (max, half)"
     assert {(q.max_batch_size, q.max_queue_delay_microseconds, q.instance_count) for q in report.points} <= {(b, d, i) for b in (2, 4) for d in (0, 500) for i in (1, 2)}
+    assert all(1 <= q.mean_batch_size <= q.max_batch_size for q in report.points), "points reloaded under the model's name count their batches too"
     live = http.InferenceServerClient(server.http_url).get_model_config(MODEL)
     last = report.points[-1]
     assert (last.max_batch_size, last.max_queue_delay_microseconds, last.instance_count, last.preferred_batch_sizes) == (

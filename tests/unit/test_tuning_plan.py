@@ -221,13 +221,13 @@ def test_the_tuning_job_and_its_pull_step_speak_the_commands_own_arguments():
 
     m = model(spec(hardware={"class": "cpu"}))
     python_cpu = CPU.model_copy(update={"onnx_backend": "python"})
-    settings = OperatorSettings(artifact_root="s3://artifacts", smoke_test=False, tune_args=("--duration", "0.5", "--max-batch-sizes", "4,16", "--preferred-batch-sizes", "none", "--budget", "4"))
+    settings = OperatorSettings(artifact_root="s3://artifacts", smoke_test=False, tune_args=("--duration", "0.5", "--max-batch-sizes", "4,16", "--preferred-batch-sizes", "half", "--budget", "4"))
     pod = tuning_job_of(desired_state(m, optimized(m, python_cpu), settings, NOW))["spec"]["template"]["spec"]
     tune = build_parser().parse_args(pod["containers"][0]["args"])
     assert (tune.server, tune.model, tune.concurrency, tune.instance_kind, tune.duration) == ("localhost:8000", "digits-opt", 16, "KIND_CPU", 0.5)
     assert tune.request_batch_size == 1
     assert tune.output.startswith("s3://artifacts/ml/digits/") and tune.max_minutes == settings.tuning_max_minutes and tune.budget == 4
-    assert tune.preferred_batch_sizes == ("none",), "INFEROPS_TUNE_ARGS steers the preferred-sizes axis too"
+    assert tune.preferred_batch_sizes == ("half",), "INFEROPS_TUNE_ARGS steers the preferred-sizes axis too"
     pull = build_parser().parse_args(pod["initContainers"][0]["args"])
     assert pull.python_backend and pull.dest == tune.repository
 

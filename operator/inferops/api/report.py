@@ -29,10 +29,11 @@ class TuningPoint(ApiModel):
     instance_count: int = Field(alias="instanceCount")
     preferred_batch_sizes: list[int] | None = Field(
         default=None, alias="preferredBatchSizes", max_length=16,
-        description="the dynamic batcher's preferred sizes: [maxBatchSize] waits for full batches, [] sends the largest batch queued",
+        description="the dynamic batcher's preferred sizes: [maxBatchSize] waits for full batches (Triton's default), [maxBatchSize/2, maxBatchSize] sends half a batch without waiting",
     )
     throughput_per_s: float = Field(alias="throughputPerSecond")
     p99_ms: float | None = Field(default=None, alias="p99Ms", description="absent when the point failed; over all the requests of every measurement it took part in")
+    mean_batch_size: float | None = Field(default=None, alias="meanBatchSize", description="rows per execution, from the server's statistics while the point was driven")
     observations: int = Field(default=1, description="measurements the point took part in (single runs or duels): a duel's incumbent is watched again")
     error: str | None = Field(default=None, max_length=300)
 

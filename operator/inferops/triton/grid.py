@@ -15,10 +15,12 @@ from typing import Literal, Union, get_args
 from inferops.api.tensors import BatchingConfig
 
 # How a point sets dynamic_batching.preferred_batch_size:
-# - "max": [max_batch_size]: with a queue delay, the batcher waits for a full batch (or the delay);
-# - "none": []: the batcher sends the largest batch the queue holds (Triton's documented default,
-#   which its docs recommend for most models).
-Preferred = Literal["max", "none"]
+# - "max": [max_batch_size]: with a queue delay, the batcher waits for a full batch (or the delay).
+#   It is also what a config without preferred sizes gets: Triton fills an empty list with
+#   [max_batch_size] when it loads the config, so "no preferred sizes" is not a choice of its own;
+# - "half": [max_batch_size / 2, max_batch_size]: the batcher sends as soon as half a batch is
+#   queued instead of waiting out the delay for a full one: shorter waits, smaller batches.
+Preferred = Literal["max", "half"]
 PREFERRED_CHOICES: tuple[Preferred, ...] = get_args(Preferred)
 DEFAULT_PREFERRED: Preferred = "max"
 
@@ -81,13 +83,17 @@ def point_label(point: Point) -> str:
     return label if len(point) == 3 else f"{label}-p{preferred_of(point)}"
 
 
+def preferred_sizes(max_batch_size: int, preferred: Preferred) -> list[int]:
+    return [max_batch_size] if preferred == "max" else sorted({max(1, max_batch_size // 2), max_batch_size})
+
+
 def batching_for(point: Point) -> BatchingConfig:
     """The config of a grid point. With "max" the batcher is asked to prefer full batches: with the
     delay it waits for max_batch_size requests, and sends what it has when the delay runs out."""
     max_batch_size, delay_us, instances = point[:3]
     return BatchingConfig(
         max_batch_size=max_batch_size,
-        preferred_batch_sizes=[max_batch_size] if preferred_of(point) == "max" else [],
+        preferred_batch_sizes=preferred_sizes(max_batch_size, preferred_of(point)),
         max_queue_delay_microseconds=delay_us,
         instance_count=instances,
         dynamic_batching=True,

@@ -109,6 +109,11 @@ def candidate_config(base: dict, name: str, batching: BatchingConfig, instance_k
     return config
 
 
+def executions_since(before: dict[int, int], after: dict[int, int]) -> tuple[tuple[int, int], ...]:
+    """(batch size, executions) pairs counted between two reads of a model's statistics."""
+    return tuple((size, count - before.get(size, 0)) for size, count in sorted(after.items()) if count > before.get(size, 0))
+
+
 class ServerProfiler:
     """Measures batching configs of one model on a running server. `http_url` (HOST:PORT) for the
     repository API; the load goes to `grpc_url` when given, else over HTTP."""
@@ -142,6 +147,8 @@ class ServerProfiler:
         self._instrument = None
         self.log: list[Measurement] = []
         self._copies: dict[str, BatchingConfig] = {}  # names loaded by head_to_head, with their config
+        self._meetings = 0  # head_to_head calls so far: who goes first rotates from one to the next
+        self.last_batches: dict[str, tuple[tuple[int, int], ...]] = {}  # per label, executions per batch size in the last head_to_head
         self._base: dict | None = None
         self.signature: Signature | None = None
 
@@ -226,6 +233,21 @@ class ServerProfiler:
     def __exit__(self, *exc_info) -> None:
         self.close()
 
+    def batch_counts(self, name: str) -> dict[int, int]:
+        """Executions per batch size the server has counted for `name` so far (its model
+        statistics); empty when they cannot be read (measuring goes on without them)."""
+        try:
+            with urllib.request.urlopen(f"http://{self.http_url}/v2/models/{name}/stats", timeout=5) as response:
+                versions = json.load(response).get("model_stats", [])
+        except (OSError, ValueError):
+            return {}
+        counts: dict[int, int] = {}
+        for version in versions:
+            for entry in version.get("batch_stats", []):
+                size = int(entry.get("batch_size", 0))
+                counts[size] = counts.get(size, 0) + int(entry.get("compute_infer", {}).get("count", 0))
+        return counts
+
     # -- measuring -----------------------------------------------------------------------------
     def _record(self, m: Measurement) -> Measurement:
         self.log.append(m)
@@ -269,11 +291,14 @@ class ServerProfiler:
         names = {label: f"{self.model_name}{COPY_MARK}{label}" for label in configs}
         self._keep_loaded({names[label]: batching for label, batching in configs.items()})
         labels = list(configs)
+        before = {label: self.batch_counts(names[label]) for label in labels}
         results: dict[str, list] = {label: [] for label in labels}
         for index in range(rounds):
-            shift = index % len(labels)
+            shift = (index + self._meetings) % len(labels)
             for label in labels[shift:] + labels[:shift]:
                 results[label].append(self._drive(names[label], configs[label], concurrency=concurrency, duration_s=slice_s, warmup_s=warmup_s))
+        self._meetings += 1
+        self.last_batches = {label: executions_since(before[label], self.batch_counts(names[label])) for label in labels}
         return results
 
     def _keep_loaded(self, wanted: dict[str, BatchingConfig]) -> None:
@@ -299,7 +324,7 @@ class ServerProfiler:
         about one slice of three, while payload prefetching was off): more slices give a config
         that stalls more chances to show it. perf_analyzer starts a process per turn, so it takes
         fewer, longer turns (Instrument.min_slice_s)."""
-        slices = max(2, round(self.duration_s / 2 / self.instrument.min_slice_s))
+        slices = max(1, round(self.duration_s / 2 / self.instrument.min_slice_s))
         labels = {point_label(point): point for point in (incumbent, candidate)}
         try:
             results = self.head_to_head({label: batching_for(point) for label, point in labels.items()},
@@ -318,13 +343,19 @@ class ServerProfiler:
                 *percentiles(latencies, 50, 99),
                 errors[0] if errors else None,
                 latencies_ms=latencies,
+                batches=self.last_batches.get(label, ()),
             )))
         return measured[0], measured[1]
 
     def measure(self, point: Point) -> Measurement:
         try:
-            result = self.run(batching_for(point))
-            m = Measurement(point, result.sustained_per_s, result.p50_ms, result.p99_ms, result.first_error if result.errors else None, latencies_ms=result.latencies_ms)
+            batching = batching_for(point)
+            self.load(batching)
+            before = self.batch_counts(self.model_name)
+            result = self._drive(self.model_name, batching, concurrency=None, duration_s=None)
+            batches = executions_since(before, self.batch_counts(self.model_name))
+            m = Measurement(point, result.sustained_per_s, result.p50_ms, result.p99_ms, result.first_error if result.errors else None,
+                            latencies_ms=result.latencies_ms, batches=batches)
         except Exception as error:  # noqa: BLE001 - a point that fails to load or serve is a bad point, not a crash
             m = Measurement(point, 0.0, math.inf, math.inf, f"{type(error).__name__}: {error}")
         return self._record(m)

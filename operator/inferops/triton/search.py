@@ -28,9 +28,22 @@ class Measurement:
     observations: int = 1
     # The counted requests' latencies, so that every window a point was seen in pools into one p99.
     latencies_ms: tuple[float, ...] = field(default=(), repr=False, compare=False)
+    # The server's count of executions per batch size while the point was driven ((size, count)
+    # pairs, from Triton's model statistics); empty when the server's statistics were not read.
+    batches: tuple[tuple[int, int], ...] = field(default=(), repr=False, compare=False)
 
     def feasible(self, objective_ms: float) -> bool:
         return self.error is None and self.p99_ms <= objective_ms
+
+    @property
+    def mean_batch(self) -> float | None:
+        executions = sum(count for _, count in self.batches)
+        return sum(size * count for size, count in self.batches) / executions if executions else None
+
+    def share_at(self, size: int) -> float | None:
+        """The share of executions that ran a batch of `size` rows or more."""
+        executions = sum(count for _, count in self.batches)
+        return sum(count for s, count in self.batches if s >= size) / executions if executions else None
 
     def merged(self, other: "Measurement") -> "Measurement":
         """Everything seen of one point: mean throughput over the observations, p50 and p99 over
@@ -52,7 +65,15 @@ class Measurement:
             self.error or other.error,
             n + k,
             pooled,
+            merge_batches(self.batches, other.batches),
         )
+
+
+def merge_batches(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    counts: dict[int, int] = {}
+    for size, count in (*a, *b):
+        counts[size] = counts.get(size, 0) + count
+    return tuple(sorted(counts.items()))
 
 
 def better(a: Measurement, b: Measurement | None, objective_ms: float) -> bool:
@@ -92,6 +113,7 @@ class SearchResult:
                     preferred_batch_sizes=batching_for(m.point).preferred_batch_sizes,
                     throughput_per_s=round(m.throughput_per_s, 2),
                     p99_ms=round(m.p99_ms, 3) if math.isfinite(m.p99_ms) else None,
+                    mean_batch_size=round(m.mean_batch, 2) if m.mean_batch is not None else None,
                     observations=m.observations,
                     error=m.error[:300] if m.error else None,
                 )
@@ -157,8 +179,12 @@ def start_point(grid: TuningGrid, rows_in_flight: int, cores: int) -> tuple[int,
     """Grid indices of the start, from what the load allows (the rows its requests carry at once):
     - as many instances as the server has cores (each CPU instance runs one ONNX Runtime thread);
     - the largest batch that each instance can fill at once from the requests in flight;
-    - no delay: with requests in flight, the queue refills while the instances are busy, and a
-      delay would keep an idle instance waiting for a batch the others already took;
+    - the grid's shortest delay when those rows fill the instances' batches only once over (fewer
+      than two batches per instance in flight): an instance then finishes when the queue holds
+      only the rows of the clients it just answered, which come back one by one, and without a
+      delay it sends the first of them alone (16 clients, max batch 8, 2 instances, on this
+      project's CPU model: 32% of the executions were full batches with no delay, 79% with 1 ms);
+      no delay when the queue refills while the instances are busy;
     - preferred sizes [max_batch_size] where the grid has that choice: the start the search had
       before the axis existed.
     Only a start: the climb steps along every axis from it in every pass, so no region of the
@@ -168,13 +194,18 @@ def start_point(grid: TuningGrid, rows_in_flight: int, cores: int) -> tuple[int,
     instance_index = fitting[-1] if fitting else 0
     per_instance = max(1, rows_in_flight // grid.instance_counts[instance_index])
     fillable = [i for i, size in enumerate(grid.max_batch_sizes) if size <= per_instance]
-    start = (fillable[-1] if fillable else 0, 0, instance_index)
+    batch_index = fillable[-1] if fillable else 0
+    refills = rows_in_flight >= 2 * grid.instance_counts[instance_index] * grid.max_batch_sizes[batch_index]
+    delay_index = 0 if refills else next((i for i, delay in enumerate(grid.queue_delays_us) if delay > 0), 0)
+    start = (batch_index, delay_index, instance_index)
     if grid.varies_preferred:
         start += (grid.preferred.index("max") if "max" in grid.preferred else 0,)
     return start
 
 
 Duel = Callable[[Point, Point], tuple["Measurement | None", Measurement]]
+
+FULL = 0.95  # the share of full batches above which a longer delay is taken to change nothing
 
 
 class Climb:
@@ -196,7 +227,8 @@ class Climb:
     throughput (or newly meet the objective): by default 3% when the incumbent's measurement is
     an older one (smaller gains are within the noise between two runs), any gain in a duel.
     Batch sizes above the rows in flight (`concurrency` requests of `request_rows` rows each) are
-    never tried: that many rows are never queued at once.
+    never tried: that many rows are never queued at once. Nor are steps that the server's
+    statistics at the incumbent show to change nothing (changes_nothing).
     The climb starts from start_point for `cores` (default: the cores this process may use).
 
     With `duel(incumbent, candidate)`, each step measures the candidate and the incumbent head to
@@ -222,7 +254,7 @@ class Climb:
         request_rows: int = 1,
     ):
         self.grid, self.objective_ms, self.duel, self.deadline = grid, objective_ms, duel, deadline
-        self.concurrency = concurrency
+        self.concurrency, self.request_rows = concurrency, request_rows
         self.rows_in_flight = concurrency * request_rows
         self.budget = budget if budget is not None else max(1, grid.batching_size // 4)
         # With duels, the last measurement is kept for a rematch of the two best points seen.
@@ -270,6 +302,21 @@ class Climb:
         self.cache.record_duel(seen_incumbent, m)
         return m, seen_incumbent or incumbent
 
+    def changes_nothing(self, m: Measurement, axis: int, offset: int) -> bool:
+        """Whether the server's batch statistics at `m` show a step to be a no-op, one the climb
+        need not measure:
+        - a larger max batch size, when no batch reached the current one: the cap never bound, so
+          every batch already held all the queue had when it was sent;
+        - a longer delay with preferred "max", when nearly every batch (FULL) was full: the delay
+          hardly ever ran out to cut one short.
+        A batch counts as full when one more request would not fit in it."""
+        if offset <= 0 or not m.batches or m.error is not None:
+            return False
+        share_full = m.share_at(max(1, m.point[0] - self.request_rows + 1)) or 0.0
+        if axis == 0:
+            return share_full == 0.0
+        return axis == 1 and preferred_of(m.point) == "max" and share_full >= FULL
+
     def try_step(self, current: tuple[int, ...], axis: int, offset: int) -> tuple[int, ...] | None:
         """The index to move to, or None. When the incumbent's record misses the objective (a duel
         just caught it stalling), that is the best point measured so far: a candidate that merely
@@ -279,7 +326,9 @@ class Climb:
         if not 0 <= candidate[axis] <= self.limits[axis]:
             return None
         point, here = self.point_of(candidate), self.point_of(current)
-        if point not in self.cache.measured and (self.calls >= self.climb_budget or self.out_of_time()):
+        if point not in self.cache.measured and (
+            self.calls >= self.climb_budget or self.out_of_time() or self.changes_nothing(self.cache.measured[here], axis, offset)
+        ):
             return None
         m, incumbent = self.evaluate(point, self.cache.measured[here])
         if not self.cache.measured[here].feasible(self.objective_ms):
@@ -291,7 +340,7 @@ class Climb:
     def run(self) -> SearchResult:
         if self.out_of_time():  # a server that took the whole time limit to start: nothing to choose from
             return SearchResult(None, {}, self.grid.size, self.objective_ms, measurements=0)
-        current = start_point(self.grid, self.rows_in_flight, self.cores)
+        current = tuple(min(i, limit) for i, limit in zip(start_point(self.grid, self.rows_in_flight, self.cores), self.limits))
         self.cache(self.point_of(current))
         moved = True
         while moved and self.calls < self.climb_budget:

@@ -55,8 +55,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-batch-sizes", type=_sizes, default=(4, 8, 16, 32), metavar="N,N,...", help="grid: max batch sizes (default 4,8,16,32)")
     parser.add_argument("--queue-delays-us", type=_sizes, default=(0, 1000, 5000), metavar="N,N,...", help="grid: max queue delays in microseconds (default 0,1000,5000)")
     parser.add_argument("--instance-counts", type=_sizes, default=(1, 2), metavar="N,N,...", help="grid: instance counts (default 1,2)")
-    parser.add_argument("--preferred-batch-sizes", type=_preferred, default=("max", "none"), metavar="CHOICE,...",
-                        help="grid: preferred batch sizes, 'max' ([max batch size]) and/or 'none' (the largest batch queued) (default max,none)")
+    parser.add_argument("--preferred-batch-sizes", type=_preferred, default=("max", "half"), metavar="CHOICE,...",
+                        help="grid: preferred batch sizes, 'max' ([max batch size], also Triton's default) and/or 'half' ([max/2, max]) (default max,half)")
     parser.add_argument("--budget", type=int, help="most measurements (default: a quarter of the grid's batch size x delay x instance points)")
     parser.add_argument("--measure-with", choices=("perf_analyzer", "inferops-loadgen"),
                         help="load generator (default: perf_analyzer when $INFEROPS_PERF_ANALYZER or PATH has it, else inferops-loadgen)")
@@ -118,7 +118,8 @@ def tune(args: argparse.Namespace, started: float):
 
     def progress(m) -> None:
         batch, delay, instances = m.point[:3]
-        said = f"error {m.error[:200]}" if m.error else f"{m.throughput_per_s:.1f}/s p99 {m.p99_ms:.1f} ms"
+        batches = f", {m.mean_batch:.1f} rows a batch" if m.mean_batch is not None else ""
+        said = f"error {m.error[:200]}" if m.error else f"{m.throughput_per_s:.1f}/s p99 {m.p99_ms:.1f} ms{batches}"
         preferred = f" preferred={preferred_of(m.point)}" if len(m.point) > 3 else ""
         print(f"tune: maxBatchSize={batch} queueDelayUs={delay} instances={instances}{preferred}: {said}", file=sys.stderr, flush=True)
 
