@@ -75,7 +75,7 @@ def main() -> int:
         baseline = BatchingConfig(max_batch_size=16, dynamic_batching=False, instance_count=max(grid.instance_counts))
         for concurrency in args.concurrency:
             with Profiler(repository, MODEL, concurrency=concurrency, duration_s=args.duration) as profiler:
-                tuned = hill_climb(profiler.measure, grid, args.objective_ms, concurrency=concurrency, duel=profiler.duel)
+                tuned = hill_climb(profiler.measure, grid, args.objective_ms, concurrency=concurrency, duel=profiler.duel, seed=profiler.seed)
                 swept = exhaustive(profiler.measure, grid, args.objective_ms)
                 exhaustive_best = swept.report().chosen
                 configs = {"none": baseline, "tuned": tuned.report().chosen, "exhaustive": exhaustive_best, "copy": exhaustive_best}

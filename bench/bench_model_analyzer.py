@@ -16,7 +16,7 @@ concurrency. Three searches choose a batching config:
   crosses every size with every max batch size and drops the illegal pairs): "half" is beyond it.
 Then one server serves the three choices and a second copy of InferOps's (the A/A pair: how far
 two copies of one config read apart by noise alone) and perf_analyzer drives them in turns,
-`--rounds` rounds of one `--slice` run each, the order rotating every round. Each ratio is the
+`--rounds` rounds of one `--slice` run each, in a fresh random order every round (headtohead.shuffled_rounds). Each ratio is the
 median of the per-round ratios; p99s are over every request of a config's rounds.
 
 What each search cost is counted in one unit for all: every search gets its own copy of one
@@ -72,7 +72,7 @@ from inferops.triton.server import TritonServer, free_port, wheel_paths
 from inferops.triton.tune_cmd import _preferred, _sizes
 from inferops.triton.tuner import Profiler
 
-from headtohead import paired_ratio
+from headtohead import paired_ratio, shuffled_rounds
 from pa_counter import PerfAnalyzerWork, counting_wrapper
 
 MODEL = "digits"
@@ -225,7 +225,7 @@ def main() -> int:
     parser.add_argument("--model-analyzer", default=shutil.which("model-analyzer") or ".venv-ma/bin/model-analyzer")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--objective-ms", type=float, default=200.0)
-    parser.add_argument("--duration", type=float, default=2.0, help="InferOps: seconds per measurement (a duel's two sides together)")
+    parser.add_argument("--duration", type=float, default=1.0, help="InferOps: seconds per measurement (a duel's two sides together; the tuner's default)")
     parser.add_argument("--rounds", type=int, default=12, help="head-to-head rounds")
     parser.add_argument("--slice", type=float, default=1.0, help="seconds each config is driven per round")
     parser.add_argument("--stability", type=int, default=25, help="Model Analyzer's perf_analyzer stability percentage (its default, 10, never settles on a busy 2-core machine)")
@@ -256,7 +256,7 @@ def main() -> int:
         with perf_analyzer_named(counted), Profiler(repository, MODEL, concurrency=args.concurrency, duration_s=args.duration,
                                                     measure_with=args.inferops_measure_with) as profiler:
             started = time.monotonic()
-            climb = hill_climb(profiler.measure, grid, args.objective_ms, concurrency=args.concurrency, duel=profiler.duel)
+            climb = hill_climb(profiler.measure, grid, args.objective_ms, concurrency=args.concurrency, duel=profiler.duel, seed=profiler.seed)
             results["inferops"] = {"choice": climb.report().chosen, "measurements": climb.measurements, "wall_s": time.monotonic() - started,
                                    "measured_with": profiler.instrument.name, "work": PerfAnalyzerWork.of(log)}
         print(f"InferOps: {describe(results['inferops']['choice'])}, {climb.measurements} measurements, {results['inferops']['wall_s']:.0f}s "
@@ -270,7 +270,7 @@ def main() -> int:
                    "inferops-again": results["inferops"]["choice"]}
         with Profiler(repository, MODEL, concurrency=args.concurrency, measure_with="perf_analyzer") as judge:
             load_before = os.getloadavg()
-            runs = judge.head_to_head(configs, rounds=args.rounds, slice_s=args.slice)
+            runs = shuffled_rounds(judge, configs, rounds=args.rounds, slice_s=args.slice)
             load_after = os.getloadavg()
     finally:
         shutil.rmtree(root, ignore_errors=True)

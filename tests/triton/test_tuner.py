@@ -91,6 +91,28 @@ def test_steps_are_decided_head_to_head_when_the_profiler_can_duel():
     assert result.report().measurements == 1 + len(duels) <= GRID.size // 4
 
 
+def test_with_duels_the_seed_measures_the_start_and_counts_as_one_measurement():
+    seeded, alone = [], []
+
+    def seed(point):
+        seeded.append(point)
+        return Measurement(point, 1000.0, 5.0, 10.0)
+
+    def measure(point):
+        alone.append(point)
+        return Measurement(point, 1000.0, 5.0, 10.0)
+
+    def duel(incumbent, candidate):
+        return Measurement(incumbent, 1000.0, 5.0, 10.0), Measurement(candidate, 900.0, 5.0, 10.0)
+
+    result = hill_climb(measure, GRID, objective_ms=50, concurrency=16, cores=2, duel=duel, seed=seed)
+    assert seeded == [(8, 1000, 2)] and alone == [] and result.best.point == (8, 1000, 2)
+    assert result.report().measurements == GRID.size // 4
+    seeded.clear()
+    hill_climb(measure, GRID, objective_ms=50, concurrency=16, cores=2, seed=seed)
+    assert seeded == [] and alone[0] == (8, 1000, 2), "without duels every point, the start too, is measured alike"
+
+
 def test_a_delay_that_pays_only_when_long_enough_is_found_two_steps_out():
     # 1 ms of delay fills no batch and costs a little; 5 ms fills them: no single step improves.
     # 128 clients keep two batches of 32 queued per instance: the climb starts with no delay.

@@ -127,7 +127,7 @@ class ServerProfiler:
         repository: Path | None = None,
         instance_kind: str | None = None,
         concurrency: int = 16,
-        duration_s: float = 2.0,
+        duration_s: float = 1.0,
         warmup_s: float = 0.5,
         on_measure: Callable[[Measurement], None] | None = None,
         measure_with: str | None = None,
@@ -347,12 +347,16 @@ class ServerProfiler:
             )))
         return measured[0], measured[1]
 
-    def measure(self, point: Point) -> Measurement:
+    def seed(self, point: Point) -> Measurement:
+        """The climb's start before its duels: one side of a duel's time (Climb's `seed`)."""
+        return self.measure(point, duration_s=self.duration_s / 2)
+
+    def measure(self, point: Point, duration_s: float | None = None) -> Measurement:
         try:
             batching = batching_for(point)
             self.load(batching)
             before = self.batch_counts(self.model_name)
-            result = self._drive(self.model_name, batching, concurrency=None, duration_s=None)
+            result = self._drive(self.model_name, batching, concurrency=None, duration_s=duration_s)
             batches = executions_since(before, self.batch_counts(self.model_name))
             m = Measurement(point, result.sustained_per_s, result.p50_ms, result.p99_ms, result.first_error if result.errors else None,
                             latencies_ms=result.latencies_ms, batches=batches)

@@ -237,6 +237,8 @@ class Climb:
     and the last one of the budget is a rematch of the climb's choice with the best other point
     seen (rematch). Without it, a candidate's measurement is compared with the incumbent's
     earlier one, and budget left at the end re-measures the two leaders when they are close.
+    With duels, `seed` (default `measure`) measures the start: its record only seeds the climb,
+    and every duel the start takes part in watches it again, so a shorter run does.
     Past `deadline` (time.monotonic()), no new point is measured and the best seen is chosen."""
 
     def __init__(
@@ -252,8 +254,10 @@ class Climb:
         duel: Duel | None = None,
         deadline: float | None = None,
         request_rows: int = 1,
+        seed: Callable[[Point], Measurement] | None = None,
     ):
         self.grid, self.objective_ms, self.duel, self.deadline = grid, objective_ms, duel, deadline
+        self.seed = seed if duel is not None else None
         self.concurrency, self.request_rows = concurrency, request_rows
         self.rows_in_flight = concurrency * request_rows
         self.budget = budget if budget is not None else max(1, grid.batching_size // 4)
@@ -341,7 +345,11 @@ class Climb:
         if self.out_of_time():  # a server that took the whole time limit to start: nothing to choose from
             return SearchResult(None, {}, self.grid.size, self.objective_ms, measurements=0)
         current = tuple(min(i, limit) for i, limit in zip(start_point(self.grid, self.rows_in_flight, self.cores), self.limits))
-        self.cache(self.point_of(current))
+        if self.seed is not None:
+            self.calls += 1
+            self.cache.record(self.seed(self.point_of(current)))
+        else:
+            self.cache(self.point_of(current))
         moved = True
         while moved and self.calls < self.climb_budget:
             moved = False

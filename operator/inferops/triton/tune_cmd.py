@@ -51,7 +51,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repository", help="the server's model repository, writable (enables head-to-head duels)")
     parser.add_argument("--output", help="where to write the TuningReport JSON (default: stdout only)")
     parser.add_argument("--max-minutes", type=float, default=10.0, help="give up waiting and stop measuring after this long (default %(default)s)")
-    parser.add_argument("--duration", type=float, default=2.0, help="seconds of load per measurement (default %(default)s)")
+    parser.add_argument("--duration", type=float, default=1.0, help="seconds of load per measurement: a duel's two sides together (default %(default)s)")
     parser.add_argument("--max-batch-sizes", type=_sizes, default=(4, 8, 16, 32), metavar="N,N,...", help="grid: max batch sizes (default 4,8,16,32)")
     parser.add_argument("--queue-delays-us", type=_sizes, default=(0, 1000, 5000), metavar="N,N,...", help="grid: max queue delays in microseconds (default 0,1000,5000)")
     parser.add_argument("--instance-counts", type=_sizes, default=(1, 2), metavar="N,N,...", help="grid: instance counts (default 1,2)")
@@ -147,7 +147,7 @@ def tune(args: argparse.Namespace, started: float):
         tuning_started = time.monotonic()
         result = hill_climb(
             profiler.measure, grid, args.latency_objective_ms, concurrency=args.concurrency, budget=args.budget,
-            duel=profiler.duel if profiler.can_duel else None, deadline=deadline, request_rows=args.request_batch_size,
+            duel=profiler.duel if profiler.can_duel else None, seed=profiler.seed, deadline=deadline, request_rows=args.request_batch_size,
         )
     best = result.best
     if best is None or best.error is not None:

@@ -61,7 +61,7 @@ class Profiler(ServerProfiler):
         instance_kind: str = "KIND_CPU",
         *,
         concurrency: int = 16,
-        duration_s: float = 2.0,
+        duration_s: float = 1.0,
         warmup_s: float = 0.5,
         protocol: str = "grpc",
         measure_with: str | None = None,
@@ -107,7 +107,7 @@ def tune_repository(
     *,
     grid: TuningGrid | None = None,
     concurrency: int = 16,
-    duration_s: float = 2.0,
+    duration_s: float = 1.0,
     budget: int | None = None,
     exhaustive_search: bool = False,
 ) -> TuningReport:
@@ -120,7 +120,7 @@ def tune_repository(
         if exhaustive_search:
             result = exhaustive(profiler.measure, grid, latency_objective_ms)
         else:
-            result = hill_climb(profiler.measure, grid, latency_objective_ms, concurrency=concurrency, budget=budget, duel=profiler.duel)
+            result = hill_climb(profiler.measure, grid, latency_objective_ms, concurrency=concurrency, budget=budget, duel=profiler.duel, seed=profiler.seed)
         report = result.report()
         report.wall_seconds = round(time.monotonic() - started, 1)
         report.measured_with = profiler.instrument.name
