@@ -31,7 +31,8 @@ from typing import Callable
 from inferops.api.tensors import BatchingConfig, Signature
 
 from .loadgen import percentiles
-from .search import Measurement, Point, batching_for, point_label
+from .grid import Point, batching_for, point_label
+from .measurement import Measurement
 
 COPY_MARK = "-tune-"  # copies are named <model>-tune-<label>
 
