@@ -285,8 +285,10 @@ class ServerProfiler:
         self, configs: dict[str, BatchingConfig], *, rounds: int, slice_s: float, concurrency: int | None = None, warmup_s: float = 0.2
     ) -> dict[str, list]:
         """Serve every config at once, each under a name of its own, and drive them in turns:
-        `rounds` rounds of one `slice_s` run each, the order rotating every round. Returns each
-        label's LoadResults, one per round. Measuring configs one after the other (a reload
+        `rounds` rounds of one `slice_s` run each, the order rotating every round and from one
+        call to the next (a one-round duel does not always drive the incumbent first). Returns
+        each label's LoadResults, one per round, and leaves each label's executions per batch
+        size, from the server's statistics, in `last_batches`. Measuring configs one after the other (a reload
         each) swings by +-20% on a shared CPU as the machine's other load drifts; slices
         taken in turns see the same drift, so their per-round ratios cancel it."""
         names = {label: f"{self.model_name}{COPY_MARK}{label}" for label in configs}
@@ -319,7 +321,8 @@ class ServerProfiler:
 
     def duel(self, incumbent: Point, candidate: Point) -> tuple[Measurement | None, Measurement]:
         """Both points head to head within one `measure`'s time: each gets half of it, in slices
-        of about an eighth of a second taken in turns. A point's throughput is its mean over its
+        taken in turns (the loadgen's an eighth of a second; perf_analyzer's at least half a
+        second, so by default one each). A point's throughput is its mean over its
         slices and its p50 and p99 are over all their requests. Each slice starts with a burst of
         `concurrency` requests, the moment a batcher is likeliest to stall (Triton 2.51's did, in
         about one slice of three, while payload prefetching was off): more slices give a config
