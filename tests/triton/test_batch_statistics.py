@@ -92,3 +92,16 @@ def test_a_points_record_sums_its_executions_and_the_report_shows_its_mean_batch
     result = hill_climb(lambda p: Measurement(p, 10.0, 1.0, 2.0, batches=((p[0], 3),)), GRID, objective_ms=50, concurrency=16, cores=2)
     assert {q.mean_batch_size for q in result.report().points} <= {4.0, 8.0, 16.0, 32.0}
     assert result.report().model_dump(by_alias=True)["points"][0]["meanBatchSize"] == 8.0
+
+
+def test_with_preferred_half_a_larger_max_batch_is_measured_even_when_none_reached_the_cap():
+    """[4, 8] sends at 4 rows; [8, 16] waits for 8: a larger max batch size changes what is sent."""
+    grid = TuningGrid(max_batch_sizes=(8, 16), queue_delays_us=(1000,), instance_counts=(2,), preferred=("half",))
+    calls = []
+
+    def measure(point):
+        calls.append(point)
+        return Measurement(point, 100.0 * point[0], 5.0, 10.0, batches=((4, 50),))
+
+    hill_climb(measure, grid, objective_ms=50, concurrency=16, cores=2, budget=2)
+    assert calls == [(8, 1000, 2, "half"), (16, 1000, 2, "half")]

@@ -205,15 +205,16 @@ class Climb:
         need not measure:
         - a larger max batch size, when no batch reached the current one: the cap never bound, so
           every batch already held all the queue had when it was sent;
-        - a longer delay with preferred "max", when nearly every batch (FULL) was full: the delay
-          hardly ever ran out to cut one short.
-        A batch counts as full when one more request would not fit in it."""
-        if offset <= 0 or not m.batches or m.error is not None:
+        - a longer delay, when nearly every batch (FULL) was full: the delay hardly ever ran out
+          to cut one short.
+        A batch counts as full when one more request would not fit in it. Only with preferred
+        "max": with "half" a larger max batch size moves the size the batcher sends at once too."""
+        if offset <= 0 or not m.batches or m.error is not None or preferred_of(m.point) != "max":
             return False
         share_full = m.share_at(max(1, m.point[0] - self.request_rows + 1)) or 0.0
         if axis == 0:
             return share_full == 0.0
-        return axis == 1 and preferred_of(m.point) == "max" and share_full >= FULL
+        return axis == 1 and share_full >= FULL
 
     def try_step(self, current: tuple[int, ...], axis: int, offset: int) -> tuple[int, ...] | None:
         """The index to move to, or None. When the incumbent's record misses the objective (a duel
