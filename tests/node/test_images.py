@@ -63,7 +63,10 @@ def test_optimizer_and_triton_images_optimize_and_serve_on_the_real_node(real_cl
     apply(real_cluster, real_namespace, job)
     done = real_cluster.kubectl("wait", "-n", real_namespace, "--for=condition=Complete", "job/optimize", "--timeout=300s", timeout=310, check=False)
     logs = real_cluster.kubectl("logs", "-n", real_namespace, "job/optimize", check=False).stdout
-    assert done.returncode == 0, f"the optimization Job did not complete:\n{logs[-3000:]}"
+    if done.returncode != 0:  # say where the pod got stuck: its logs alone are empty if it never started
+        pods = real_cluster.kubectl("describe", "pods", "-n", real_namespace, check=False).stdout
+        logs += f"\n--- pods ---\n{pods[-3000:]}\n--- job ---\n{real_cluster.kubectl('describe', 'job', 'optimize', '-n', real_namespace, check=False).stdout[-1500:]}"
+    assert done.returncode == 0, f"the optimization Job did not complete:\n{logs[-6000:]}"
     print(f"optimization Job on the real node: {time.monotonic() - started:.1f} s")
     report = json.loads((data_dir / "report.json").read_text())
     assert report["passed"] and report["steps"] == ["quantize-int8-dynamic"], report["notes"]
