@@ -315,8 +315,12 @@ state = "{self.run_dir / 'state'}"
         out = self.cluster.kubectl("get", "node", self.name, "-o", "json", check=False)
         if out.returncode != 0:
             return False
-        conditions = json.loads(out.stdout).get("status", {}).get("conditions", [])
-        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+        node = json.loads(out.stdout)
+        ready = any(c["type"] == "Ready" and c["status"] == "True" for c in node.get("status", {}).get("conditions", []))
+        # The node controller lifts its not-ready taint a few seconds after the kubelet reports
+        # Ready: a pod created in between can stay Pending past a test's 300 s wait.
+        tainted = any(t.get("key", "").startswith("node.kubernetes.io/") and t.get("effect") == "NoSchedule" for t in node.get("spec", {}).get("taints") or [])
+        return ready and not tainted and not node.get("spec", {}).get("unschedulable")
 
     def _proxy_synced(self) -> bool:
         try:
