@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 
 import pytest
 
@@ -44,6 +45,11 @@ def test_gpu_pod_lands_on_matching_gpu_node(cluster, namespace, fake_gpu_nodes):
 
 def test_too_many_gpus_stays_pending_with_scheduler_reason(cluster, namespace, fake_gpu_nodes):
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=gpu_deployment("greedy", 16, "NVIDIA-A100-SXM4-80GB"))
+    # `kubectl wait -l` fails at once while no pod matches: wait for the ReplicaSet to make it first.
+    deadline = time.monotonic() + 60
+    while not cluster.kubectl("get", "pods", "-n", namespace, "-l", "app=greedy", "-o", "name").stdout.strip():
+        assert time.monotonic() < deadline, "the Deployment made no pod within 60 s"
+        time.sleep(0.5)
     cluster.kubectl(
         "wait", "pod", "-l", "app=greedy", "-n", namespace,
         "--for=jsonpath={.status.conditions[?(@.type=='PodScheduled')].reason}=Unschedulable", "--timeout=60s",
