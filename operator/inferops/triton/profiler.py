@@ -276,11 +276,6 @@ class ServerProfiler:
             rows=self.request_rows,
         )
 
-    def run(self, batching: BatchingConfig, *, concurrency: int | None = None, duration_s: float | None = None):
-        """Load `batching` under the model's own name and drive it; returns the LoadResult."""
-        self.load(batching)
-        return self._drive(self.model_name, batching, concurrency=concurrency, duration_s=duration_s)
-
     def head_to_head(
         self, configs: dict[str, BatchingConfig], *, rounds: int, slice_s: float, concurrency: int | None = None, warmup_s: float = 0.2
     ) -> dict[str, list]:
