@@ -104,6 +104,7 @@ class TritonServer:
         self.process: subprocess.Popen | None = None
         self._workdir: Path | None = None
         self._log_file = None
+        self._last_log = ""  # what the log said, kept once cleanup has deleted the working directory
 
     @property
     def http_url(self) -> str:
@@ -120,7 +121,7 @@ class TritonServer:
 
     def logs(self) -> str:
         if self._workdir is None or not self.log_path.exists():
-            return ""
+            return self._last_log
         return self.log_path.read_text(errors="replace")
 
     def _backends_dir(self, paths: dict[str, Path]) -> Path:
@@ -158,7 +159,9 @@ class TritonServer:
             "--metrics-address=127.0.0.1",
             f"--metrics-port={self.metrics_port}",
             "--allow-gpu-metrics=false",
-            "--exit-timeout-secs=2",
+            # Time for the python backend's stubs to unload: cut short, the backend never removes
+            # its /tmp/python_env_* directory. Below stop()'s grace, which ends the rest.
+            "--exit-timeout-secs=8",
             f"--log-verbose={self.log_verbose}",
             "--strict-readiness=true",
         ]
@@ -184,7 +187,7 @@ class TritonServer:
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: stop() ends the backend stubs too
         )
-        atexit.register(self.stop)
+        atexit.register(self.cleanup)
         try:
             self.wait_ready(self.ready_timeout_s)
         except BaseException:
@@ -245,12 +248,13 @@ class TritonServer:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
-        atexit.unregister(self.stop)
 
     def cleanup(self) -> None:
-        """Stop, and delete the working directory (backends and logs)."""
+        """Stop, and delete the working directory (backends and log); `logs()` still answers."""
         self.stop()
+        atexit.unregister(self.cleanup)
         if self._workdir is not None:
+            self._last_log = self.logs()
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
@@ -258,4 +262,4 @@ class TritonServer:
         return self.start()
 
     def __exit__(self, *exc_info) -> None:
-        self.stop()
+        self.cleanup()
