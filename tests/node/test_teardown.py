@@ -19,6 +19,9 @@ def test_teardown_leaves_the_host_as_it_was(tmp_path):
     with sigterm_as_interrupt():
         _run_and_stop(tmp_path)
     assert hoststate.compare(before, hoststate.snapshot(extra_roots=[tmp_path])) == []
+    # The image store goes too (GBs once the local images are in): the next start imports again.
+    nodes = tmp_path / "cluster" / "nodes"
+    assert [n.name for n in nodes.iterdir()] and not [n for n in nodes.iterdir() if (n / "containerd").exists()]
 
 
 def _run_and_stop(tmp_path) -> None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +65,7 @@ def _under(path: str, roots) -> bool:
     return any(path == r or path.startswith(r.rstrip("/") + "/") for r in map(str, roots))
 
 
-def _mounts(roots=None) -> list[str]:
+def mounts(roots=None) -> list[str]:
     # mountinfo field 5 is the mount point, with spaces escaped as \040
     points = [line.split()[4].replace("\\040", " ") for line in Path("/proc/self/mountinfo").read_text().splitlines()]
     return points if roots is None else [m for m in points if _under(m, roots)]
@@ -126,7 +128,7 @@ class HostState:
 def snapshot(extra_roots: list[Path | str] = ()) -> HostState:
     """`extra_roots`: directories of ours (the cluster workdir) whose mounts count too."""
     return HostState(
-        mounts=_mounts([*MOUNT_ROOTS, *extra_roots]),
+        mounts=mounts([*MOUNT_ROOTS, *extra_roots]),
         links={line.split(":")[1].strip().split("@")[0] for line in _run("ip", "-o", "link", "show").splitlines() if ":" in line},
         routes=set(_run("ip", "route", "show", "table", "all").splitlines()),
         netns=set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set(),
@@ -177,9 +179,9 @@ def compare(before: HostState, after: HostState) -> list[str]:
 def umount_under(prefixes: list[Path | str]) -> None:
     """Unmount every mount point under `prefixes`, deepest first (lazily if busy)."""
     roots = [str(p).rstrip("/") for p in prefixes]
-    for mount in sorted(set(_mounts()), key=len, reverse=True):
+    for mount in sorted(set(mounts()), key=len, reverse=True):
         if _under(mount, roots):
-            for _ in range(_mounts().count(mount)):  # the kubelet's root dir is mounted onto itself
+            for _ in range(mounts().count(mount)):  # the kubelet's root dir is mounted onto itself
                 if subprocess.run(["umount", mount], capture_output=True).returncode != 0:
                     subprocess.run(["umount", "-l", mount], capture_output=True)
 
@@ -236,6 +238,23 @@ def undo(before: HostState, extra_mounts: list[Path | str] = ()) -> list[str]:
         if os.path.lexists(path):
             attempt(f"path {path}", _remove, path)
     return errors
+
+
+def kill_shims(address: Path) -> None:
+    """containerd's shims leave its process group on purpose (they outlive restarts): find the
+    ones of the containerd at `address` by that address on their command line."""
+    marker = str(address).encode()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"containerd-shim" in cmdline and marker in cmdline:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    time.sleep(0.2)
 
 
 def _ip(*args: str) -> None:

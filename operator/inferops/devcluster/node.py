@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -371,9 +370,13 @@ state = "{self.run_dir / 'state'}"
     def _force_stop(self, procs: dict, errors: list[str]) -> None:
         for name in ("kube-proxy", "kubelet", "coredns", "containerd"):
             self.cluster.stop_proc(procs.get(f"{self.name}-{name}"))
-        self._kill_shims()
+        hoststate.kill_shims(self.sock)
         # The drop rule goes with the other new rules, in undo(), and only if it is new.
         errors += hoststate.undo(self.before, extra_mounts=[self.dir, self.run_dir, self.kubelet_root])
+        # The image store and its unpacked snapshots (GBs): every start imports the images again.
+        store = self.dir / "containerd"
+        if not hoststate.mounts([store]):
+            shutil.rmtree(store, ignore_errors=True)
         for own in (self.run_dir, self.kubelet_root.parent if self.kubelet_root.parent.parent.name == "inferops" else None):
             if own is not None:
                 shutil.rmtree(own, ignore_errors=True)
@@ -394,19 +397,3 @@ state = "{self.run_dir / 'state'}"
         except Exception as exc:
             errors.append(f"containers: {exc}")
         return errors
-
-    def _kill_shims(self) -> None:
-        """Shims leave containerd's process group on purpose (they outlive restarts): find ours
-        by the containerd address on their command line."""
-        marker = str(self.sock).encode()
-        for pid in filter(str.isdigit, os.listdir("/proc")):
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"containerd-shim" in cmdline and marker in cmdline:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        time.sleep(0.2)
