@@ -44,6 +44,13 @@ def _post_event(body, type_: str, reason: str, message: str) -> None:
     kopf.event(body, type=type_, reason=reason, message=message)
 
 
+@kopf.on.login()
+def login(**kwargs) -> kopf.ConnectionInfo | None:
+    """The kubernetes client's login only: with pykube-ng also installed (pytest-kind brings
+    it), Kopf would log in through both, and pykube writes the CA to a file it never deletes."""
+    return kopf.login_via_client(**kwargs)
+
+
 @kopf.on.startup()
 async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_) -> None:
     configure_watching(settings)
@@ -119,12 +126,16 @@ def _configure_webhook(settings: kopf.OperatorSettings, spec: str) -> None:
         return
     mode, _, where = spec.partition(":")
     if mode == "local":
+        import atexit
+        import shutil
         import tempfile
         from pathlib import Path
 
         from .devcluster.pki import LocalPKI
 
-        pki = LocalPKI(Path(tempfile.mkdtemp(prefix="inferops-webhook-")))
+        keys = Path(tempfile.mkdtemp(prefix="inferops-webhook-"))
+        atexit.register(shutil.rmtree, keys, ignore_errors=True)  # a private key: not left in /tmp
+        pki = LocalPKI(keys)
         serving = pki.issue("webhook", "inferops-webhook", server=True)
         settings.admission.server = kopf.WebhookServer(
             addr="127.0.0.1", host="127.0.0.1", port=int(where), cafile=str(pki.ca.cert), certfile=str(serving.cert), pkeyfile=str(serving.key)
