@@ -38,7 +38,11 @@ class OperatorProcess:
     def __init__(self, cluster, workdir: Path, env: dict[str, str], args: tuple[str, ...] = (), log_name: str = "operator.log"):
         self.cluster = cluster
         self.workdir = workdir
-        self.env = env
+        # Its temporary files (the webhook's keys, the client's CA file) in the test's own folder:
+        # a replica killed with SIGKILL runs no cleanup, and /tmp is shared with later runs.
+        tmp = workdir / f"tmp-{log_name.removesuffix('.log')}"
+        tmp.mkdir(exist_ok=True)
+        self.env = {**env, "TMPDIR": str(tmp)}
         self.args = list(args)  # extra `kopf run` arguments, e.g. --peering=NAME
         self.proc: subprocess.Popen | None = None
         self.log = workdir / log_name
