@@ -98,7 +98,9 @@ def server_wrapper(root: Path) -> Path:
     exports = "".join(f"export {key}={shlex_quote(env[key])}\n" for key in ("LD_LIBRARY_PATH", "PYTHONPATH", "PATH", "OMP_NUM_THREADS"))
     wrapper.write_text(
         f"#!/bin/sh\n{exports}exec {shlex_quote(str(paths['binary']))} \"$@\" --backend-directory={shlex_quote(str(backends))} "
-        f"--cache-directory={shlex_quote(str(paths['caches']))} --exit-timeout-secs=2\n"
+        # Model Analyzer kills the server 5 s after asking it to stop: 4 s is time for the python
+        # backend to unload and remove its /tmp/python_env_* directory, within that.
+        f"--cache-directory={shlex_quote(str(paths['caches']))} --exit-timeout-secs=4\n"
     )
     wrapper.chmod(0o755)
     return wrapper
@@ -160,7 +162,11 @@ def run_model_analyzer(args, root: Path, repository: Path, wrapper: Path, perf_a
     counted, log = counting_wrapper(root / "counters", f"ma-{mode}", perf_analyzer)
     (work / "config.yaml").write_text(yaml.safe_dump(ma_config(args, work, repository, wrapper, str(counted), mode, grid)))
     started = time.monotonic()
-    done = subprocess.run([args.model_analyzer, "profile", "-f", str(work / "config.yaml")], capture_output=True, text=True, cwd=work)
+    tmp = work / "tmp"  # the server logs Model Analyzer writes to temporary files and never deletes
+    tmp.mkdir()
+    done = subprocess.run(
+        [args.model_analyzer, "profile", "-f", str(work / "config.yaml")], capture_output=True, text=True, cwd=work, env={**os.environ, "TMPDIR": str(tmp)}
+    )
     wall = time.monotonic() - started
     (work / "log.txt").write_text(done.stdout + done.stderr)
     if done.returncode != 0:
