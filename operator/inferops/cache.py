@@ -110,6 +110,8 @@ class OwnedCache:
             if new_v is not None and old_v is not None and new_v < old_v:
                 return  # an older event than the apply response we stored
         obj = compact(slim(kind, obj))
+        # The items of a LIST response carry no kind (the list does): the reconciler reads it.
+        obj.setdefault("kind", kind)
         self._objects[key] = obj
         model = (meta.get("labels") or {}).get(MODEL_LABEL)
         if model:

@@ -94,3 +94,24 @@ def test_events_for_outcomes_only():
     assert not _worth_an_event(None, "Optimizing") and not _worth_an_event("Optimizing", "Deploying")
     assert _worth_an_event("Deploying", "Ready") and _worth_an_event("Optimizing", "Failed")
     assert _worth_an_event("Ready", "Optimizing"), "a serving model that changes course is worth one"
+
+
+@pytest.mark.asyncio
+async def test_a_restart_reads_the_children_its_priming_list_returned():
+    """The items of a LIST response carry no kind: a reconcile right after a restart, before a
+    watch event replaced them, read the primed Deployment's kind and failed (KeyError 'kind')."""
+    kube = RecordingKube()
+    kube.model = copy.deepcopy(MODEL)
+    reconciler = Reconciler(kube, OperatorSettings(artifact_root="s3://a", smoke_test=False), lambda *args: None)
+    owner = [{"apiVersion": "inferops.dev/v1alpha1", "kind": "InferenceModel", "name": "digits", "uid": "uid-1", "controller": True}]
+    listed = {"metadata": {"name": "digits-triton", "namespace": "ml", "resourceVersion": "5", "ownerReferences": owner,
+                           "labels": {"inferops.dev/model": "digits"}}, "spec": {"replicas": 1}}
+    reconciler.cache.prime("Deployment", [listed])
+    for kind in ("Job", "HorizontalPodAutoscaler"):
+        reconciler.cache.prime(kind, [])
+    reconciler.cache.prime("HardwareClass", [CLASS])
+    reconciler.cache.put(MODEL_KIND, kube.model)
+
+    await reconciler.reconcile("ml", "digits")
+    assert reconciler.cache.get("Deployment", "ml", "digits-triton")["kind"] == "Deployment"
+    assert ("STATUS", "digits") in kube.calls, "the reconcile ran to its status write"
