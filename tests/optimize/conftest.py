@@ -92,7 +92,7 @@ def onnx_predict(path: Path, feeds: dict) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
-def torch():
+def torch(tmp_path_factory):
     """PyTorch for the `torch` layer: skipped with the reason where the extra is missing, except
     under CI=true, where a missing extra is a failure (the README's test command installs it)."""
     import os
@@ -103,7 +103,14 @@ def torch():
         if os.environ.get("CI") == "true":
             pytest.fail("CI runs the torch tests: install the torch extra (pip install -e '.[test,torch]')")
         pytest.skip("torch is not installed: pip install -e '.[test,torch]' to run the TorchScript / torch.export tests")
-    return module
+    # The ONNX export touches inductor, whose cache is otherwise /tmp/torchinductor_<user> for good.
+    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("torchinductor"))
+    yield module
+    if before is None:
+        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+    else:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
 
 
 @pytest.fixture(scope="session")
