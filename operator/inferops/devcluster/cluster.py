@@ -19,8 +19,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..ports import free_port  # noqa: F401 - re-exported: callers import it from here
 from . import binaries
-from .client import Cluster, ClusterError, free_port  # noqa: F401 - re-exported: callers import them from here
+from .client import Cluster, ClusterError  # noqa: F401 - re-exported: callers import them from here
 from .pki import LocalPKI
 
 PROFILES = Path(__file__).parent / "profiles"

@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -24,6 +23,8 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+from ..ports import free_port
 
 
 def live_group_members(pgid: int) -> list[int]:
@@ -66,12 +67,6 @@ def wheel_paths() -> dict[str, Path]:
     if missing:
         raise TritonServerError(f"the nvidia-pytriton wheel lacks what tritonserver needs for Python {version}: {', '.join(missing)}")
     return paths
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class TritonServer:
