@@ -104,13 +104,9 @@ def torch(tmp_path_factory):
             pytest.fail("CI runs the torch tests: install the torch extra (pip install -e '.[test,torch]')")
         pytest.skip("torch is not installed: pip install -e '.[test,torch]' to run the TorchScript / torch.export tests")
     # The ONNX export touches inductor, whose cache is otherwise /tmp/torchinductor_<user> for good.
-    before = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("torchinductor"))
-    yield module
-    if before is None:
-        os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
-    else:
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = before
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.mktemp("torchinductor")))
+        yield module
 
 
 @pytest.fixture(scope="session")
